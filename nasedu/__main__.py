@@ -1,0 +1,7 @@
+"""``python -m nasedu`` runs the command line."""
+
+import sys
+
+from nasedu.cli import main
+
+sys.exit(main())

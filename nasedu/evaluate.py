@@ -1,0 +1,126 @@
+"""Performance estimation: how an architecture gets its score (chapter *Introduction*).
+
+Two estimators share the one training engine (``nasedu.train``):
+
+* ``ChildTraining`` trains a sampled cell briefly from scratch and scores it by
+  validation accuracy — the estimator of NAS-RL, NASNet, PNAS and the DARTS random
+  baseline (DARTS Table 1 ‡: "validation error after 100 training epochs");
+* ``retrain`` trains a chosen cell with the DARTS evaluation protocol (DARTS
+  App. A.2.1) and reports test accuracy — what the papers' tables report.
+
+The ``Evaluator`` owns the search budget (how many architectures may be scored) and
+records the compute each evaluation took, so no strategy can overspend or misreport.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nasedu.genotypes import Genotype
+from nasedu.networks import NetworkCIFAR, count_parameters
+from nasedu.train import TrainConfig, train
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """An evaluation's score (higher is better), its compute seconds and details."""
+
+    reward: float
+    cost: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Evaluator:
+    """Scores architectures with ``fn(architecture, step) -> Outcome`` and owns the
+    budget: the search is done when ``max_evaluations`` architectures were scored."""
+
+    def __init__(self, fn: Callable[[Any, int], Outcome], max_evaluations: int):
+        if max_evaluations < 1:
+            raise ValueError(f"max_evaluations must be >= 1, got {max_evaluations}")
+        self.fn, self.max_evaluations = fn, max_evaluations
+
+    def evaluate(self, architecture: Any, step: int) -> Outcome:
+        if self.exhausted(step):
+            raise ValueError(f"budget spent: {self.max_evaluations} evaluations allowed")
+        start = time.perf_counter()
+        outcome = self.fn(architecture, step)
+        return dataclasses.replace(outcome, cost=time.perf_counter() - start)
+
+    def exhausted(self, evaluations_done: int) -> bool:
+        return evaluations_done >= self.max_evaluations
+
+
+@dataclass(frozen=True)
+class ChildTraining:
+    """Train a cell's network from scratch and score it by validation accuracy.
+
+    Defaults: the DARTS evaluation network and protocol for 100 epochs (DARTS §3.2
+    and Table 1 ‡, the selection protocol also used for its random baseline).
+    """
+
+    C: int = 36  # DARTS App. A.2.1, initial channels of the evaluation network
+    layers: int = 20  # DARTS App. A.2.1, 20 cells
+    auxiliary: bool = True  # DARTS App. A.2.1, auxiliary towers with weight 0.4
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=100))  # Tab. 1 ‡
+
+    def build(self, genotype: Genotype, data) -> NetworkCIFAR:
+        return NetworkCIFAR(genotype, C=self.C, layers=self.layers,
+                            num_classes=data.num_classes, auxiliary=self.auxiliary,
+                            in_channels=data.in_channels)
+
+    def evaluator(self, data, device, seed: int) -> Callable[[Genotype, int], Outcome]:
+        """The scoring function for a search; the test split is withheld so that no
+        search can select on it (DARTS §3.2: "the test set is never used")."""
+        search_data = dataclasses.replace(data, test=None)
+        if data.valid is None:  # CIFAR-10: hold out half the training set (DARTS A.1.1)
+            from nasedu.data import search_split
+
+            train_half, valid_half = search_split(*data.train, portion=0.5, seed=seed)
+            search_data = dataclasses.replace(search_data, train=train_half, valid=valid_half)
+
+        def score(genotype: Genotype, step: int) -> Outcome:
+            from nasedu.device import seed_everything
+
+            # Each child gets its own seed, so a resumed search scores identically.
+            seed_everything(seed * 1_000_003 + step)
+            model = self.build(genotype, data)
+            result = train(model, search_data, dataclasses.replace(self.train, seed=seed + step),
+                           device, progress=False)
+            return Outcome(result.final_valid_acc, 0.0,
+                           {"params": count_parameters(model), "epochs": self.train.epochs})
+
+        return score
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    """Retrain a cell with the DARTS CIFAR-10 evaluation protocol (App. A.2.1)."""
+
+    C: int = 36  # DARTS App. A.2.1
+    layers: int = 20  # DARTS App. A.2.1
+    auxiliary: bool = True  # DARTS App. A.2.1, weight 0.4 (in TrainConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)  # 600 epochs, batch 96, ...
+
+
+RETRAIN_BUDGETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    # One free Colab GPU in well under an hour: a 8-cell, 16-channel network.
+    "colab": {"C": 16, "layers": 8, "train": {"epochs": 20}},
+    # Seconds on a CPU on the embedded digits.
+    "smoke": {"C": 8, "layers": 5, "train": {"epochs": 3, "batch_size": 64, "cutout": 0}},
+}
+
+
+def retrain(genotype: Genotype, data, config: RetrainConfig, device, *,
+            out: str | Path | None = None, resume: bool = False, progress: bool = True):
+    """Train ``genotype``'s evaluation network and report test accuracy (DARTS §3.2)."""
+    model = NetworkCIFAR(genotype, C=config.C, layers=config.layers,
+                         num_classes=data.num_classes, auxiliary=config.auxiliary,
+                         in_channels=data.in_channels)
+    return train(model, data, config.train, device, out_dir=out, resume=resume,
+                 progress=progress)

@@ -127,6 +127,9 @@ class Genotype:
             if bad:
                 raise ValueError(f"{cell}_concat index {bad[0]} is invalid; valid states "
                                  f"are 0..{states - 1}")
+            if cell == "reduce" and min(concat) < 2:
+                raise ValueError("reduce_concat may not list the cell inputs 0 or 1: they "
+                                 "have twice the spatial size of the reduced nodes")
         return self
 
     # ------------------------------------------------------------------ identity

@@ -29,8 +29,12 @@ def drop_path(x: torch.Tensor, drop_prob: float, training: bool = True) -> torch
     are scaled by ``1 / (1 - drop_prob)`` so the expectation is unchanged. Unlike the
     official DARTS code this is out of place, so autograd never sees a mutated input.
     """
-    if not training or drop_prob <= 0.0:
+    if not 0.0 <= drop_prob <= 1.0:
+        raise ValueError(f"drop_prob must be in [0, 1], got {drop_prob}")
+    if not training or drop_prob == 0.0:
         return x
+    if drop_prob == 1.0:
+        return torch.zeros_like(x)
     keep = 1.0 - drop_prob
     mask = torch.empty(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype).bernoulli_(keep)
     return x * mask / keep

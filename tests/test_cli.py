@@ -1,0 +1,90 @@
+"""The command line: one clear line and exit status 2 for every error a reader can
+cause; SIGTERM saves a checkpoint and --resume continues to the same result."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from nasedu.cli import main
+
+
+def _run_main(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["search", "nope", "--budget", "smoke"], "unknown search method 'nope'; valid choices:"),
+    (["search", "random", "--budget", "huge"], "unknown budget 'huge'; valid choices: smoke"),
+    (["search", "random", "--dataset", "mnist"], "unknown dataset 'mnist'; valid choices:"),
+    (["search", "random", "--set", "sample=3"], "unknown setting 'sample'"),
+    (["train", "--genotype", "DARTS_V9"], "is not a published genotype"),
+    (["train", "--genotype", "{\"normal\": ["], "malformed genotype JSON"),
+    (["genotypes", "nope"], "unknown genotype 'nope'; valid choices: AmoebaNet_A"),
+])
+def test_errors_are_one_line_with_exit_2(capsys, tmp_path, argv, message):
+    code, out, err = _run_main(capsys, *argv, *(["--out", str(tmp_path / "o")]
+                                               if argv[0] in ("search", "train") else []))
+    assert code == 2
+    assert err.startswith("nasedu: error: ") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_cuda_requested_without_cuda_is_a_clear_error(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    code, _, err = _run_main(capsys, "search", "random", "--device", "cuda",
+                             "--out", str(tmp_path / "o"))
+    assert code == 2 and "CUDA" in err and err.count("\n") == 1
+
+
+def test_listing_commands(capsys):
+    code, out, _ = _run_main(capsys, "genotypes")
+    assert code == 0 and "DARTS_V2" in out and "PNASNet_5" in out
+    code, out, _ = _run_main(capsys, "genotypes", "darts_v2")
+    assert json.loads(out)["normal"][0] == ["sep_conv_3x3", 0]
+    code, out, _ = _run_main(capsys, "methods")
+    assert "random" in out.split()
+
+
+def _cli(*args):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "nasedu", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_sigterm_saves_and_resume_matches_uninterrupted_run(tmp_path):
+    args = ["search", "random", "--budget", "smoke", "--seed", "2", "--quiet",
+            "--set", "samples=4"]
+    whole = _cli(*args, "--out", str(tmp_path / "whole"))
+    interrupted = _cli(*args, "--out", str(tmp_path / "cut"))
+    history = tmp_path / "cut" / "history.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (history.exists() and history.read_text().strip()):
+        time.sleep(0.05)
+    interrupted.send_signal(signal.SIGTERM)
+    _, err = interrupted.communicate(timeout=120)
+    assert interrupted.returncode == 130, err
+    assert "continue with --resume" in err
+    done = len(history.read_text().splitlines())
+    assert 1 <= done < 4 and not (tmp_path / "cut" / "result.json").exists()
+
+    resumed = _cli(*args, "--out", str(tmp_path / "cut"), "--resume")
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    assert whole.wait(timeout=300) == 0, whole.stderr.read()
+
+    def trace(folder):
+        lines = (tmp_path / folder / "history.jsonl").read_text().splitlines()
+        return [(r["step"], r["architecture"], r["reward"]) for r in map(json.loads, lines)]
+
+    assert trace("cut") == trace("whole")
+    assert (json.loads((tmp_path / "cut" / "result.json").read_text())
+            == json.loads((tmp_path / "whole" / "result.json").read_text()))

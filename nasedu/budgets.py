@@ -26,7 +26,7 @@ def resolve(config_cls: type[C], budgets: dict[str, dict[str, Any]], budget: str
     if budget not in BUDGETS:
         raise ValueError(f"unknown budget {budget!r}; valid choices: {', '.join(BUDGETS)}")
     fields = {f.name for f in dataclasses.fields(config_cls)}
-    merged = {**budgets.get(budget, {}), **overrides}
+    merged = merge(budgets.get(budget, {}), overrides)
     unknown = sorted(set(merged) - fields)
     if unknown:
         raise ValueError(f"unknown setting {unknown[0]!r} for {config_cls.__name__}; "
@@ -37,6 +37,17 @@ def resolve(config_cls: type[C], budgets: dict[str, dict[str, Any]], budget: str
         if dataclasses.is_dataclass(nested) and isinstance(value, dict):
             merged[key] = _replace(nested, value, f"{key}.")
     return config_cls(**merged)
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge nested override dicts (``extra`` wins)."""
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _replace(config: Any, overrides: dict[str, Any], prefix: str = "") -> Any:

@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from nasedu.budgets import BUDGETS, parse_override
+from nasedu.budgets import BUDGETS, merge, parse_override
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,10 +53,7 @@ def _overrides(items: list[str]) -> dict:
     merged: dict = {}
     for item in items:
         key, value = parse_override(item)
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = {**merged[key], **value}
-        else:
-            merged[key] = value
+        merged = merge(merged, {key: value})
     return merged
 
 

@@ -28,9 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
-import torch
-
 from nasedu import budgets as budgets_mod
 from nasedu.checkpoint import load_checkpoint, save_checkpoint, write_json_atomic
 from nasedu.registry import Registry
@@ -247,23 +244,6 @@ def _deferred_signals() -> Iterator[list[int]]:
             signal.signal(sig, handler)
 
 
-def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist(),
-             "numpy_pos": int(np.random.get_state()[2]), "python": list(random.getstate()[1])}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(("MT19937", np.array(state["numpy"], dtype=np.uint32),
-                         state["numpy_pos"], 0, 0.0))
-    random.setstate((3, tuple(state["python"]), None))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 @dataclass
 class RunResult:
     """What ``run`` returns: the records, the best architecture and where files went."""
@@ -288,7 +268,7 @@ def run(method: str, *, budget: str = "smoke", dataset: str | None = None,
     is saved, so a later ``resume`` goes on) — the chapters use it to show resuming.
     """
     from nasedu import data as data_mod
-    from nasedu.device import resolve_device, seed_everything
+    from nasedu.device import resolve_device, rng_state, seed_everything, set_rng_state
 
     spec = load_methods().get(method)
     config = spec.config(budget, **overrides)
@@ -298,6 +278,7 @@ def run(method: str, *, budget: str = "smoke", dataset: str | None = None,
     run_config = {"method": method, "budget": budget, "dataset": dataset, "device": device,
                   "resolved_device": str(torch_device), "seed": seed,
                   "config": budgets_mod.to_dict(config)}
+    run_config = json.loads(json.dumps(run_config))  # as it reads back from config.json
     checkpoint = out_dir / "checkpoint.pt" if out_dir else None
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -322,14 +303,14 @@ def run(method: str, *, budget: str = "smoke", dataset: str | None = None,
     if resume:
         state = load_checkpoint(checkpoint, map_location="cpu")
         search.load_state_dict(state["search"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         records = [HistoryRecord.from_dict(r) for r in state["records"]]
         clock = Clock(state["wall_clock"])
 
     def save() -> None:
         if not out_dir:
             return
-        save_checkpoint(checkpoint, {"search": search.state_dict(), "rng": _rng_state(),
+        save_checkpoint(checkpoint, {"search": search.state_dict(), "rng": rng_state(),
                                      "records": [r.to_dict() for r in records],
                                      "wall_clock": clock.elapsed()})
         # history.jsonl is rewritten from the checkpointed records, so a crash between

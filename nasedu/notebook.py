@@ -46,6 +46,11 @@ def setup(budget: str = "smoke", device: str = "auto", dataset: str | None = Non
     DATASETS.get(dataset)  # raises with the valid names
     seed_everything(seed)
     session = Session(budget, resolve_device(device), dataset, seed)
+    if budget == "smoke" and session.device.type == "cpu":
+        # At smoke shapes every kernel is tiny: CPU time follows the number of kernels
+        # launched, and intra-op threads only add synchronisation (and collapse when
+        # another process competes for the cores). One thread is several times faster.
+        torch.set_num_threads(1)
     print(f"budget={budget}  dataset={dataset}  seed={seed}  device={session.device} "
           f"({session.hardware})")
     return session
@@ -54,6 +59,8 @@ def setup(budget: str = "smoke", device: str = "auto", dataset: str | None = Non
 def glue(name: str, value: Any, display: bool = False) -> Any:
     """Record ``value`` under ``name`` for the book (myst-nb's glue); in Colab, where
     myst-nb is not installed, just show it when ``display`` is set."""
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        value = value.item()  # numpy/torch scalars would render as "np.float64(...)"
     try:
         from myst_nb import glue as myst_glue
     except ImportError:

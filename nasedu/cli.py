@@ -4,6 +4,7 @@
     nasedu train --genotype NAME_OR_JSON --dataset cifar10 --budget paper [--out DIR] [--resume]
     nasedu genotypes [NAME]
     nasedu methods
+    nasedu bench NAME [--device auto] [--out FILE]
 
 Errors a reader can cause (unknown method, budget, dataset or genotype, malformed
 JSON, CUDA asked for but absent, corrupt checkpoint) print one line and exit 2.
@@ -12,6 +13,7 @@ JSON, CUDA asked for but absent, corrupt checkpoint) print one line and exit 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -46,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     genotypes = sub.add_parser("genotypes", help="list published genotypes or print one")
     genotypes.add_argument("name", nargs="?")
     sub.add_parser("methods", help="list the search methods")
+    bench = sub.add_parser("bench", help="time and measure memory of a benchmark")
+    bench.add_argument("name", help="a benchmark name (e.g. train, darts)")
+    bench.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    bench.add_argument("--out", type=Path, default=None, help="write the JSON report here")
     return parser
 
 
@@ -80,8 +86,7 @@ def _train(args) -> int:
 
     genotype = resolve_genotype(args.genotype)
     config = resolve(RetrainConfig, RETRAIN_BUDGETS, args.budget, **_overrides(args.overrides))
-    config = config.__class__(**{**config.__dict__,
-                                 "train": config.train.replace(seed=args.seed)})
+    config = dataclasses.replace(config, train=config.train.replace(seed=args.seed))
     dataset = args.dataset or ("digits" if args.budget == "smoke" else "cifar10")
     device = resolve_device(args.device)
     out = args.out or Path("runs") / f"train-{genotype.hash()}-{args.budget}-seed{args.seed}"
@@ -106,7 +111,7 @@ def _genotypes(args) -> int:
     if args.name:
         print(genotypes.load(args.name).to_json(indent=1))
     else:
-        for name, record in genotypes.published().items():
+        for record in genotypes.published().values():
             print(f"{record['name']:<28} {record['source']['paper'].split(',')[0]}")
     return 0
 
@@ -119,12 +124,27 @@ def _methods(args) -> int:
     return 0
 
 
+def _bench(args) -> int:
+    from nasedu.bench import BENCHMARKS
+    from nasedu.checkpoint import write_json_atomic
+    from nasedu.device import resolve_device
+    from nasedu.search import load_methods
+
+    load_methods()  # papers register their benchmarks when imported
+    report = BENCHMARKS.get(args.name)(resolve_device(args.device))
+    print(json.dumps(report, indent=1))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(args.out, report)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from nasedu.search import Interrupted
 
     command = {"search": _search, "train": _train, "genotypes": _genotypes,
-               "methods": _methods}[args.command]
+               "methods": _methods, "bench": _bench}[args.command]
     try:
         return command(args)
     except (ValueError, FileNotFoundError) as e:

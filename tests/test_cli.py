@@ -88,3 +88,33 @@ def test_sigterm_saves_and_resume_matches_uninterrupted_run(tmp_path):
     assert trace("cut") == trace("whole")
     assert (json.loads((tmp_path / "cut" / "result.json").read_text())
             == json.loads((tmp_path / "whole" / "result.json").read_text()))
+
+
+def test_train_command_retrains_a_published_cell(capsys, tmp_path):
+    out = tmp_path / "train"
+    code, stdout, err = _run_main(capsys, "train", "--genotype", "DARTS_V2", "--budget", "smoke",
+                                  "--quiet", "--out", str(out), "--set", "train.epochs=1")
+    assert code == 0, err
+    result = json.loads((out / "result.json").read_text())
+    assert 0.0 <= result["test_acc"] <= 1.0 and result["params"] > 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["train"]["epochs"] == 1 and config["dataset"] == "digits"
+    assert (out / "checkpoint.pt").is_file()
+
+
+def test_bench_train_reports_time_and_memory(capsys, tmp_path, monkeypatch):
+    from nasedu.bench import BENCHMARKS, bench_train
+
+    # The registered "train" benchmark runs at the paper's shapes (minutes on a CPU); the
+    # command line is exercised here with the same function at a tiny shape.
+    monkeypatch.setitem(BENCHMARKS._items, "tiny-train", lambda device: bench_train(
+        device, batch_size=2, C=4, layers=5, repeats=1))
+    out = tmp_path / "bench.json"
+    code, stdout, err = _run_main(capsys, "bench", "tiny-train", "--device", "cpu",
+                                  "--out", str(out))
+    assert code == 0, err
+    report = json.loads(out.read_text())
+    assert report["seconds_per_step"] > 0 and report["peak_memory_mb"] > 0
+    assert report["batch_size"] == 2 and report["layers"] == 5
+    code, _, err = _run_main(capsys, "bench", "nope")
+    assert code == 2 and "unknown benchmark 'nope'; valid choices:" in err

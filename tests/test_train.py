@@ -21,10 +21,6 @@ from nasedu.genotypes import load as load_genotype
 from nasedu.networks import NetworkCIFAR
 from nasedu.train import TrainConfig, evaluate, train, train_step
 
-gpu = [pytest.mark.gpu,
-       pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
-
-
 # ---- fixtures --------------------------------------------------------------------------------
 
 def toy_data(n_train: int = 64, classes: int = 4, valid: bool = True,

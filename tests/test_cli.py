@@ -61,9 +61,16 @@ def _cli(*args):
 
 
 @pytest.mark.slow
-def test_sigterm_saves_and_resume_matches_uninterrupted_run(tmp_path):
-    args = ["search", "random", "--budget", "smoke", "--seed", "2", "--quiet",
-            "--set", "samples=4"]
+@pytest.mark.parametrize("method, overrides, total", [
+    ("random", ["samples=4"], 4),
+    ("darts", ["epochs=3"], 3),  # α and the derived cell must survive the interruption
+    ("snas", ["epochs=3"], 3),
+])
+def test_sigterm_saves_and_resume_matches_uninterrupted_run(tmp_path, method, overrides,
+                                                            total):
+    args = ["search", method, "--budget", "smoke", "--seed", "2", "--quiet"]
+    for item in overrides:
+        args += ["--set", item]
     whole = _cli(*args, "--out", str(tmp_path / "whole"))
     interrupted = _cli(*args, "--out", str(tmp_path / "cut"))
     history = tmp_path / "cut" / "history.jsonl"
@@ -75,7 +82,7 @@ def test_sigterm_saves_and_resume_matches_uninterrupted_run(tmp_path):
     assert interrupted.returncode == 130, err
     assert "continue with --resume" in err
     done = len(history.read_text().splitlines())
-    assert 1 <= done < 4 and not (tmp_path / "cut" / "result.json").exists()
+    assert 1 <= done < total and not (tmp_path / "cut" / "result.json").exists()
 
     resumed = _cli(*args, "--out", str(tmp_path / "cut"), "--resume")
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
@@ -83,8 +90,12 @@ def test_sigterm_saves_and_resume_matches_uninterrupted_run(tmp_path):
 
     def trace(folder):
         lines = (tmp_path / folder / "history.jsonl").read_text().splitlines()
-        return [(r["step"], r["architecture"], r["reward"]) for r in map(json.loads, lines)]
+        return [(r["step"], r["architecture"], r["reward"], r["extra"].get("alphas"))
+                for r in map(json.loads, lines)]
 
+    assert len(trace("whole")) == total
+    if method != "random":  # the comparison below must include α, not None == None
+        assert all(alphas is not None for *_, alphas in trace("whole"))
     assert trace("cut") == trace("whole")
     assert (json.loads((tmp_path / "cut" / "result.json").read_text())
             == json.loads((tmp_path / "whole" / "result.json").read_text()))

@@ -30,6 +30,7 @@ buffers at all and the supernet's output never depends on train/eval mode.
 
 from __future__ import annotations
 
+import abc
 import math
 import time
 from collections.abc import Sequence
@@ -496,18 +497,22 @@ class SupernetSearch(Search):
         self.data_rng = torch.Generator().manual_seed(seed)
         self.noise_rng = torch.Generator(device=self.device).manual_seed(seed + 1)
 
-    # ------------------------------------------------------------ to implement
+    # ------------------------------------------------------------ each paper's part
+    @abc.abstractmethod
     def train_epoch(self, epoch: int) -> tuple[float, float]:
-        raise NotImplementedError
+        """Train weights and α for one epoch; return (train loss, train accuracy)."""
 
+    @abc.abstractmethod
     def arch_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
+        """The operation weights of the normal and reduction cells the supernet uses."""
 
+    @abc.abstractmethod
     def genotype(self) -> Genotype:
-        raise NotImplementedError
+        """The discrete cell derived from the current α."""
 
+    @abc.abstractmethod
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        raise NotImplementedError
+        """The optimizers whose state a checkpoint must hold, by name."""
 
     # ------------------------------------------------------------ shared
     @torch.no_grad()
@@ -528,9 +533,9 @@ class SupernetSearch(Search):
             seen += len(xb)
         return (loss / seen, correct / seen) if seen else (float("nan"), float("nan"))
 
+    @abc.abstractmethod
     def validate(self) -> tuple[float | None, float]:
         """Validation loss and accuracy of the epoch's record (subclasses choose the data)."""
-        raise NotImplementedError
 
     def alpha_softmax(self) -> dict[str, list[list[float]]]:
         """softmax(α) per edge for both cells, as JSON-ready lists (the chapters' heatmaps)."""

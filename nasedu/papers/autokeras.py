@@ -13,7 +13,7 @@ the cost y = 1 − accuracy (the paper's Cost, §2).
 Not implemented: App. D's early stopping (children train a fixed number of epochs)
 and §4.3's CPU/GPU parallelism (generation and training alternate).
 
-The ``smoke`` budget: a 3-block CNN of 8 filters on the 8×8 digits, 5 models of 2
+The ``smoke`` budget: a 3-block CNN of 8 filters on the 8×8 digits, 8 models of 2
 epochs each, and a shorter annealing schedule (T_min 0.05: about 28 expansions of 8
 children instead of 88).
 """
@@ -64,9 +64,9 @@ class AutoKerasConfig:
 BUDGETS: dict[str, dict[str, Any]] = {
     "paper": {},
     "colab": {"models": 20, "filters": 32, "t_min": 1e-3, "train": {"epochs": 10}},
-    # 5 tiny children on the 8×8 digits, 2 epochs each; CIFAR augmentation would
+    # 8 tiny models on the 8×8 digits, 2 epochs each; CIFAR augmentation would
     # destroy 8×8 digits.
-    "smoke": {"models": 5, "filters": 8, "dense_units": 16, "t_min": 0.05, "max_width": 64,
+    "smoke": {"models": 8, "filters": 8, "dense_units": 16, "t_min": 0.05, "max_width": 64,
               "train": {"epochs": 2, "batch_size": 32, "lr": 0.05, "augment": None,
                         "cutout": 0, "grad_clip": 5.0}},
 }
@@ -211,6 +211,75 @@ class AutoKerasSearch(Search):
         self.weights = list(state["weights"])
         self.costs = list(state["costs"])
         self.rng.setstate((3, tuple(state["rng"]), None))
+
+
+KIND_COLORS = {"conv": "#8fb8de", "dense": "#f4b183", "pool": "#c5e0b4", "gap": "#c5e0b4",
+               "bn": "#e6e6e6", "relu": "#e6e6e6", "dropout": "#e6e6e6",
+               "add": "#ffd966", "concat": "#ffd966"}
+
+
+def draw_dag(labels: list[str], edges: list[tuple[int, int]], colors: list[str] | None = None,
+             title: str | None = None, ax=None):
+    """Draw a layer DAG top to bottom (matplotlib; used by the Auto-Keras and NASBOT
+    chapters): node i at height −i in topological order, consecutive edges straight,
+    longer edges (skips, branches) as arcs whose bow grows with the span.
+
+    Args:
+        labels: one text per node, in topological order.
+        edges: (i, j) with i < j.
+        colors: one face colour per node (default light grey).
+        title: optional title.
+        ax: Axes to draw on; a new figure when None.
+
+    Returns:
+        The matplotlib Axes.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyArrowPatch
+
+    if any(not (0 <= a < b < len(labels)) for a, b in edges):
+        raise ValueError(f"edges must be (i, j) with 0 <= i < j < {len(labels)}, got {edges}")
+    colors = colors or ["#e6e6e6"] * len(labels)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3.6, 0.34 * len(labels) + 0.6))
+    for i, (text, color) in enumerate(zip(labels, colors, strict=True)):
+        ax.text(0, -i, text, ha="center", va="center", fontsize=8, zorder=3,
+                bbox={"boxstyle": "round,pad=0.25", "fc": color, "ec": "#555555"})
+    for a, b in edges:
+        span = b - a
+        if span == 1:
+            start, end, style = (0.0, -a - 0.28), (0.0, -b + 0.28), "arc3"
+        else:  # from the right side of the box, bowing right: clear of the boxes between
+            start, end = (0.5, -a), (0.5, -b)
+            style = f"arc3,rad={-min(0.15 + 0.5 / span ** 0.5, 0.6)}"
+        ax.add_patch(FancyArrowPatch(start, end, connectionstyle=style, arrowstyle="-|>",
+                                     mutation_scale=8, color="#444444", lw=0.8, zorder=1,
+                                     shrinkA=0, shrinkB=0))
+    ax.set_xlim(-1.2, 1.2 + 0.2 * max([b - a for a, b in edges] + [1]) ** 0.5)
+    ax.set_ylim(-len(labels) + 0.4, 0.6)
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+def draw(graph: NetworkGraph, title: str | None = None, ax=None):
+    """Draw an Auto-Keras network graph (chapter *Auto-Keras*): input, then the layers in
+    topological order; the layers of a skip connection (L_o, L_c) marked "(skip)"."""
+    index = {morphism.INPUT: 0, **{x.id: i for i, x in enumerate(graph.layers, 1)}}
+    labels, colors = [f"input {graph.in_channels}×{graph.image_size}²"], ["white"]
+    for x in graph.layers:
+        text = x.kind
+        if x.kind == "conv":
+            text = f"conv{x.kernel}×{x.kernel} {x.width}"
+        elif x.kind == "dense":
+            text = f"dense {x.width}"
+        elif x.kind == "dropout":
+            text = f"dropout {x.rate:g}"
+        labels.append(text + (" (skip)" if x.skip and x.kind not in ("add", "concat") else ""))
+        colors.append(KIND_COLORS.get(x.kind, "#e6e6e6"))
+    edges = sorted((index[i], index[x.id]) for x in graph.layers for i in x.inputs)
+    return draw_dag(labels, edges, colors, title, ax)
 
 
 def make(config: AutoKerasConfig, data, device, seed: int) -> AutoKerasSearch:

@@ -15,7 +15,7 @@ The paper's text was not available to nasedu: every setting is the official code
 (``kirthevasank/nasbot``) and marked "code"; the budgets of the paper's experiments
 are UNVERIFIED. Not implemented: asynchronous parallel workers with hallucinated
 observations (``mode='asy'``, ``handle_parallel='halluc'``); evaluations run one
-after another. The ``smoke`` budget: 5 tiny CNNs (2 from the initial pool, 3 proposed
+after another. The ``smoke`` budget: 8 tiny CNNs (2 from the initial pool, 6 proposed
 by BO) of 2 epochs on the 8×8 digits, 40 acquisition evaluations per proposal.
 """
 
@@ -59,7 +59,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
     "paper": {},
     "colab": {"evaluations": 20, "init_evaluations": 5, "ea_evaluations": 100,
               "init_units": 32, "train": {"epochs": 5}},
-    "smoke": {"evaluations": 5, "init_evaluations": 2, "ea_evaluations": 40,
+    "smoke": {"evaluations": 8, "init_evaluations": 2, "ea_evaluations": 40,
               "ea_mutations": 8, "init_units": 8, "max_units": 32, "max_layers": 16,
               "train": {"epochs": 2, "batch_size": 32, "lr": 0.05, "augment": None,
                         "cutout": 0}},
@@ -218,6 +218,28 @@ class NASBOTSearch(Search):
         self.graphs = [LayerGraph.from_dict(g) for g in state["graphs"]]
         self.rewards = list(state["rewards"])
         self.rng.setstate((3, tuple(state["rng"]), state.get("gauss")))
+
+
+LABEL_COLORS = {"conv3": "#8fb8de", "conv5": "#6fa0cf", "conv7": "#4f88c0",
+                "max-pool": "#c5e0b4", "avg-pool": "#a9d18e", "fc": "#f4b183",
+                "softmax": "#ffd966", "ip": "white", "op": "white"}
+
+
+def draw(graph: LayerGraph, title: str | None = None, ax=None):
+    """Draw a NASBOT layer graph top to bottom (chapter *NASBOT*): each layer's label,
+    units and stride ("/2"), edges as arrows (branches and skips as arcs)."""
+    from nasedu.papers.autokeras import draw_dag
+
+    labels = []
+    for j, lab in enumerate(graph.labels):
+        text = f"{j}: {lab}"
+        if graph.units[j]:
+            text += f" {graph.units[j]}"
+        if graph.strides[j] == 2:
+            text += " /2"
+        labels.append(text)
+    colors = [LABEL_COLORS[lab] for lab in graph.labels]
+    return draw_dag(labels, list(graph.edges), colors, title, ax)
 
 
 def make(config: NASBOTConfig, data, device, seed: int) -> NASBOTSearch:

@@ -15,6 +15,7 @@ records the compute each evaluation took, so no strategy can overspend or misrep
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -126,3 +127,41 @@ def retrain(genotype: Genotype, data, config: RetrainConfig, device, *,
                          in_channels=data.in_channels)
     return train(model, data, config.train, device, out_dir=out, resume=resume,
                  progress=progress)
+
+
+@dataclass(frozen=True)
+class ChildScorer:
+    """``ChildTraining.evaluator`` as a picklable object, for worker processes.
+
+    A closure cannot cross a process boundary, so this frozen record holds only what
+    the score needs (the child's config, a dataset *name*, a device string and the
+    seed); the worker loads the dataset itself on its first call and keeps it. The
+    score is the one ``ChildTraining.evaluator`` gives in-process, seeded from
+    ``(seed, step)``, so a pooled search reports what a serial one does
+    (``nasedu.parallel``; chapter *NAS-RL*, "Children evaluated in parallel").
+
+    Attributes:
+        child: the child network and its training protocol.
+        dataset: a ``nasedu.data.names()`` entry, loaded in the worker.
+        device: ``"auto"`` (the worker's own GPU when ``CUDA_VISIBLE_DEVICES`` gives it
+            one, else its CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        seed: the search's seed.
+    """
+
+    child: ChildTraining
+    dataset: str
+    device: str = "auto"
+    seed: int = 0
+
+    def __call__(self, genotype: Genotype, step: int) -> Outcome:
+        return _child_score_fn(self)(genotype, step)
+
+
+@functools.lru_cache(maxsize=2)
+def _child_score_fn(scorer: ChildScorer) -> Callable[[Genotype, int], Outcome]:
+    # Cached per process: a worker loads (and splits) its dataset once, not per child.
+    from nasedu.data import load
+    from nasedu.device import resolve_device
+
+    return scorer.child.evaluator(load(scorer.dataset), resolve_device(scorer.device),
+                                  scorer.seed)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import json
+import math
 import pkgutil
 import random
 import signal
@@ -79,10 +80,12 @@ def read_history(path: str | Path) -> list[HistoryRecord]:
 
 
 def best(records: list[HistoryRecord]) -> HistoryRecord:
-    """The record with the highest reward (the earliest on ties)."""
-    if not records:
-        raise ValueError("no records: the search evaluated nothing")
-    return max(records, key=lambda r: (r.reward, -r.step))
+    """The record with the highest reward (the earliest on ties); failed evaluations
+    (NaN reward, see ``nasedu.parallel``) never win."""
+    scored = [r for r in records if not math.isnan(r.reward)]
+    if not scored:
+        raise ValueError("no successful records: the search evaluated nothing that worked")
+    return max(scored, key=lambda r: (r.reward, -r.step))
 
 
 class SearchSpace(Protocol):

@@ -33,8 +33,12 @@ def test_history_record_round_trip_and_errors(tmp_path):
 def test_best_prefers_highest_reward_then_earliest():
     records = [HistoryRecord(i, {}, r, 0, 0) for i, r in enumerate([0.2, 0.9, 0.9, 0.1])]
     assert best(records).step == 1
-    with pytest.raises(ValueError, match="no records"):
+    failed = HistoryRecord(9, {}, float("nan"), 0, 0, {"failed": True})
+    assert best([failed, *records]).step == 1  # a NaN must not win nor poison max()
+    with pytest.raises(ValueError, match="no successful records"):
         best([])
+    with pytest.raises(ValueError, match="no successful records"):
+        best([failed])
 
 
 @dataclass(frozen=True)

@@ -173,7 +173,9 @@ class Genotype:
     def from_dict(cls, data: dict[str, Any]) -> Genotype:
         if not isinstance(data, dict):
             raise ValueError(f"a genotype must be a JSON object, got {type(data).__name__}")
-        data = data.get("genotype", data)  # the published files wrap it with its source
+        # Published files wrap the genotype with its source; a search's result.json
+        # holds it under "architecture": both unwrap, so either file can be passed.
+        data = data.get("genotype", data.get("architecture", data))
         required = ("normal", "normal_concat", "reduce", "reduce_concat")
         missing = [k for k in required if k not in data]
         if missing:

@@ -112,6 +112,13 @@ def test_train_command_retrains_a_published_cell(capsys, tmp_path):
     assert 0.0 <= result["test_acc"] <= 1.0 and result["params"] > 0
     config = json.loads((out / "config.json").read_text())
     assert config["config"]["train"]["epochs"] == 1 and config["dataset"] == "digits"
+    # A search's result.json can be retrained directly (it wraps the cell in "architecture").
+    found = tmp_path / "result.json"
+    found.write_text(json.dumps({"method": "random", "architecture": config["genotype"],
+                                 "reward": 0.5}))
+    code, _, err = _run_main(capsys, "train", "--genotype", str(found), "--budget", "smoke",
+                             "--quiet", "--out", str(tmp_path / "t2"), "--set", "train.epochs=1")
+    assert code == 0, err
     assert (out / "checkpoint.pt").is_file()
 
 

@@ -3,6 +3,8 @@
 #
 #   make book    build the executed book into _build/html (every chapter at the smoke budget)
 #   make test    the whole test suite: unit tests, every chapter under papermill, the book build
+#   make labs    student and instructor lab notebooks of every chapter into labs/
+#   make book-student  the book without solutions into _build/student-html (same cache)
 #   make venv    only create/update the environment ($(VENV))
 #   make lint    ruff
 #   make clean   remove build outputs and caches (not the environment; `make distclean` does)
@@ -22,7 +24,7 @@ BIN := $(VENV)/bin
 # not on every `make`.
 STAMP := $(VENV)/.nasedu-installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 
-.PHONY: help venv graphviz book test lint clean distclean
+.PHONY: help venv graphviz book test lint clean distclean labs book-student
 
 help:
 	@sed -n '1,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
@@ -66,6 +68,14 @@ book: venv
 	$(BIN)/jupyter-book build . --all -W --keep-going
 	@echo
 	@echo "The book is built: open file://$(CURDIR)/_build/html/index.html"
+
+# The labs need no execution: solution cells are removed by tag (nasedu/labs.py).
+labs: venv
+	$(BIN)/python -m nasedu.labs labs --out labs
+
+# The student edition reuses the execution cache that `make book` (or `make test`) filled.
+book-student: venv
+	$(BIN)/python -m nasedu.labs student-book --out _build/student-html
 
 # pytest exits 5 when it collects no test (e.g. a -m filter that matches none): not an error.
 test: venv

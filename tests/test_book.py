@@ -116,6 +116,7 @@ def test_failing_notebook_fails_the_build(tmp_path: Path) -> None:
     (tmp_path / "book").mkdir()
     shutil.copy(REPO / "_config.yml", tmp_path / "_config.yml")
     shutil.copy(REPO / "book" / "references.bib", tmp_path / "book" / "references.bib")
+    shutil.copytree(REPO / "book" / "_ext", tmp_path / "book" / "_ext")  # _config.yml loads it
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/broken\n", encoding="utf8")
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": {
         "name": "python3", "display_name": "Python 3", "language": "python"}})

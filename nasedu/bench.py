@@ -27,7 +27,9 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def timed(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int = 1) -> float:
+def timed(
+    fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int = 1
+) -> float:
     """Median seconds of ``fn`` over ``repeats`` runs after ``warmup`` runs."""
     for _ in range(warmup):
         fn()
@@ -45,15 +47,26 @@ def timed(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int
 
 def environment(device: torch.device) -> dict[str, Any]:
     """Where a benchmark ran, recorded beside its numbers."""
-    return {"device": str(device), "torch": torch.__version__,
-            "hardware": (torch.cuda.get_device_name(device) if device.type == "cuda"
-                         else f"{platform.processor() or platform.machine()}, "
-                              f"{torch.get_num_threads()} threads")}
+    return {
+        "device": str(device),
+        "torch": torch.__version__,
+        "hardware": (
+            torch.cuda.get_device_name(device)
+            if device.type == "cuda"
+            else f"{platform.processor() or platform.machine()}, "
+            f"{torch.get_num_threads()} threads"
+        ),
+    }
 
 
 @BENCHMARKS.register("train")
-def bench_train(device: torch.device, batch_size: int = 96, C: int = 36, layers: int = 20,
-                repeats: int = 3) -> dict[str, Any]:
+def bench_train(
+    device: torch.device,
+    batch_size: int = 96,
+    C: int = 36,
+    layers: int = 20,
+    repeats: int = 3,
+) -> dict[str, Any]:
     """One training step (forward, backward, SGD) of DARTS_V2's evaluation network at the
     paper's shapes (DARTS App. A.2.1: batch 96, C = 36, 20 cells, 32×32 inputs), with the
     engine's GPU settings (AMP, channels_last) on CUDA."""
@@ -66,6 +79,13 @@ def bench_train(device: torch.device, batch_size: int = 96, C: int = 36, layers:
     y = torch.randint(0, 10, (batch_size,), device=device)
     step = train_step(model, TrainConfig(), device)
     seconds = timed(lambda: step(x, y, 0.2), device, repeats)
-    return {"benchmark": "train", "batch_size": batch_size, "C": C, "layers": layers,
-            "seconds_per_step": seconds, "images_per_second": batch_size / seconds,
-            "peak_memory_mb": peak_memory_mb(device), **environment(device)}
+    return {
+        "benchmark": "train",
+        "batch_size": batch_size,
+        "C": C,
+        "layers": layers,
+        "seconds_per_step": seconds,
+        "images_per_second": batch_size / seconds,
+        "peak_memory_mb": peak_memory_mb(device),
+        **environment(device),
+    }

@@ -20,17 +20,25 @@ BUDGETS = ("smoke", "colab", "paper")
 C = TypeVar("C")
 
 
-def resolve(config_cls: type[C], budgets: dict[str, dict[str, Any]], budget: str,
-            **overrides: Any) -> C:
+def resolve(
+    config_cls: type[C],
+    budgets: dict[str, dict[str, Any]],
+    budget: str,
+    **overrides: Any,
+) -> C:
     """The paper config with the budget's overrides, then ``overrides``, applied."""
     if budget not in BUDGETS:
-        raise ValueError(f"unknown budget {budget!r}; valid choices: {', '.join(BUDGETS)}")
+        raise ValueError(
+            f"unknown budget {budget!r}; valid choices: {', '.join(BUDGETS)}"
+        )
     fields = {f.name for f in dataclasses.fields(config_cls)}
     merged = merge(budgets.get(budget, {}), overrides)
     unknown = sorted(set(merged) - fields)
     if unknown:
-        raise ValueError(f"unknown setting {unknown[0]!r} for {config_cls.__name__}; "
-                         f"valid settings: {', '.join(sorted(fields))}")
+        raise ValueError(
+            f"unknown setting {unknown[0]!r} for {config_cls.__name__}; "
+            f"valid settings: {', '.join(sorted(fields))}"
+        )
     defaults = config_cls()
     for key, value in list(merged.items()):
         nested = getattr(defaults, key)
@@ -54,14 +62,18 @@ def _replace(config: Any, overrides: dict[str, Any], prefix: str = "") -> Any:
     fields = {f.name for f in dataclasses.fields(config)}
     unknown = sorted(set(overrides) - fields)
     if unknown:
-        raise ValueError(f"unknown setting {prefix}{unknown[0]!r}; valid settings: "
-                         f"{', '.join(prefix + f for f in sorted(fields))}")
+        raise ValueError(
+            f"unknown setting {prefix}{unknown[0]!r}; valid settings: "
+            f"{', '.join(prefix + f for f in sorted(fields))}"
+        )
     changes = {}
     for key, value in overrides.items():
         current = getattr(config, key)
-        changes[key] = (_replace(current, value, f"{prefix}{key}.")
-                        if dataclasses.is_dataclass(current) and isinstance(value, dict)
-                        else value)
+        changes[key] = (
+            _replace(current, value, f"{prefix}{key}.")
+            if dataclasses.is_dataclass(current) and isinstance(value, dict)
+            else value
+        )
     return dataclasses.replace(config, **changes)
 
 

@@ -25,8 +25,19 @@ from typing import IO, Any
 import torch
 
 # What torch.load(weights_only=True) accepts besides containers of them.
-_LEAF_TYPES = (torch.Tensor, bool, int, float, complex, str, bytes, type(None), torch.dtype,
-               torch.device, torch.Size)
+_LEAF_TYPES = (
+    torch.Tensor,
+    bool,
+    int,
+    float,
+    complex,
+    str,
+    bytes,
+    type(None),
+    torch.dtype,
+    torch.device,
+    torch.Size,
+)
 
 
 def _atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
@@ -38,9 +49,13 @@ def _atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
-            os.fsync(f.fileno())  # the data is on disk before the rename makes it visible
+            os.fsync(
+                f.fileno()
+            )  # the data is on disk before the rename makes it visible
         os.replace(tmp, path)
-    except BaseException:  # also KeyboardInterrupt: never leave the temporary file behind
+    except (
+        BaseException
+    ):  # also KeyboardInterrupt: never leave the temporary file behind
         Path(tmp).unlink(missing_ok=True)
         raise
     if hasattr(os, "O_DIRECTORY"):  # POSIX: make the rename itself durable
@@ -57,16 +72,20 @@ def _check_loadable(obj: Any, where: str) -> None:
     if isinstance(obj, dict):
         for key, value in obj.items():
             if not isinstance(key, (str, int)):
-                raise ValueError(f"checkpoint key {where}[{key!r}] is a {type(key).__name__}; "
-                                 "keys must be str or int")
+                raise ValueError(
+                    f"checkpoint key {where}[{key!r}] is a {type(key).__name__}; "
+                    "keys must be str or int"
+                )
             _check_loadable(value, f"{where}[{key!r}]")
     elif isinstance(obj, (list, tuple, set)) and not isinstance(obj, torch.Size):
         for i, value in enumerate(obj):
             _check_loadable(value, f"{where}[{i}]")
     elif not isinstance(obj, _LEAF_TYPES):
-        raise ValueError(f"checkpoint value {where} is a {type(obj).__module__}."
-                         f"{type(obj).__name__}, which torch.load(weights_only=True) cannot "
-                         "read; store tensors, numbers, strings, lists or dicts instead")
+        raise ValueError(
+            f"checkpoint value {where} is a {type(obj).__module__}."
+            f"{type(obj).__name__}, which torch.load(weights_only=True) cannot "
+            "read; store tensors, numbers, strings, lists or dicts instead"
+        )
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
@@ -85,7 +104,9 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
             ``torch.load(weights_only=True)`` could not read back (e.g. a NumPy array).
     """
     if not isinstance(state, dict):
-        raise ValueError(f"a checkpoint state must be a dict, got {type(state).__name__}")
+        raise ValueError(
+            f"a checkpoint state must be a dict, got {type(state).__name__}"
+        )
     _check_loadable(state, "state")
     return _atomic_write(path, lambda f: torch.save(state, f))
 
@@ -111,14 +132,20 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
             state = torch.load(f, map_location=map_location, weights_only=True)
     except (FileNotFoundError, PermissionError, IsADirectoryError):
         raise
-    except Exception as e:  # torch reports a bad file in many ways (zip, pickle, EOF, OS)
+    except (
+        Exception
+    ) as e:  # torch reports a bad file in many ways (zip, pickle, EOF, OS)
         lines = str(e).strip().splitlines()
         reason = f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
-        raise ValueError(f"checkpoint {path} is corrupt or not a nasedu checkpoint ({reason}); "
-                         "delete it to start over") from None
+        raise ValueError(
+            f"checkpoint {path} is corrupt or not a nasedu checkpoint ({reason}); "
+            "delete it to start over"
+        ) from None
     if not isinstance(state, dict):
-        raise ValueError(f"checkpoint {path} is corrupt or not a nasedu checkpoint (it holds "
-                         f"a {type(state).__name__}, not a dict); delete it to start over")
+        raise ValueError(
+            f"checkpoint {path} is corrupt or not a nasedu checkpoint (it holds "
+            f"a {type(state).__name__}, not a dict); delete it to start over"
+        )
     return state
 
 

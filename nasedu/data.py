@@ -45,7 +45,9 @@ import torch
 
 from nasedu.registry import Registry
 
-Split = tuple[torch.Tensor, torch.Tensor]  # images (N, C, H, W) float32, labels (N,) int64
+Split = tuple[
+    torch.Tensor, torch.Tensor
+]  # images (N, C, H, W) float32, labels (N,) int64
 
 # quark0/darts cnn/utils.py, _data_transforms_cifar10.
 CIFAR10_MEAN = (0.49139968, 0.48215827, 0.44653124)
@@ -83,16 +85,24 @@ class ImageData:
         return tuple(-m / s for m, s in zip(self.mean, self.std, strict=True))
 
     def __repr__(self) -> str:
-        sizes = ", ".join(f"{k}={'None' if v is None else len(v[1])}"
-                          for k, v in (("train", self.train), ("valid", self.valid),
-                                       ("test", self.test)))
-        return (f"ImageData({self.name!r}, {sizes}, "
-                f"{self.in_channels}×{self.image_size}×{self.image_size}, "
-                f"{self.num_classes} classes)")
+        sizes = ", ".join(
+            f"{k}={'None' if v is None else len(v[1])}"
+            for k, v in (
+                ("train", self.train),
+                ("valid", self.valid),
+                ("test", self.test),
+            )
+        )
+        return (
+            f"ImageData({self.name!r}, {sizes}, "
+            f"{self.in_channels}×{self.image_size}×{self.image_size}, "
+            f"{self.num_classes} classes)"
+        )
 
 
-DATASETS: Registry[Callable[[Path, bool], ImageData]] = Registry("dataset",
-                                                                  case_sensitive=False)
+DATASETS: Registry[Callable[[Path, bool], ImageData]] = Registry(
+    "dataset", case_sensitive=False
+)
 
 
 def names() -> list[str]:
@@ -118,7 +128,9 @@ def load(name: str, root: str | Path | None = None, download: bool = True) -> Im
         FileNotFoundError: the files are missing or corrupt and ``download`` is False.
     """
     loader = DATASETS.get(name)
-    return loader(Path(root).expanduser() if root is not None else default_root(), download)
+    return loader(
+        Path(root).expanduser() if root is not None else default_root(), download
+    )
 
 
 # --------------------------------------------------------------------------- splits
@@ -141,8 +153,9 @@ def _stratified_order(labels: np.ndarray, seed: int) -> np.ndarray:
     return perm[np.argsort(rank, kind="stable")]
 
 
-def search_split(x: torch.Tensor, y: torch.Tensor, portion: float = 0.5,
-                 seed: int = 0) -> tuple[Split, Split]:
+def search_split(
+    x: torch.Tensor, y: torch.Tensor, portion: float = 0.5, seed: int = 0
+) -> tuple[Split, Split]:
     """Split a training set into the two halves of a search (DARTS App. A.1.1).
 
     The first part trains the weights w, the second the architecture α (DARTS Eq. 3-4;
@@ -165,7 +178,9 @@ def search_split(x: torch.Tensor, y: torch.Tensor, portion: float = 0.5,
         raise ValueError(f"{len(x)} images but {len(y)} labels")
     k = int(math.floor(portion * len(y)))
     if k == 0 or k == len(y):
-        raise ValueError(f"portion {portion} of {len(y)} examples leaves one part empty")
+        raise ValueError(
+            f"portion {portion} of {len(y)} examples leaves one part empty"
+        )
     order = _stratified_order(y.cpu().numpy(), seed)
     first, second = np.sort(order[:k]), np.sort(order[k:])
     first_t = torch.from_numpy(first).to(y.device)
@@ -194,16 +209,29 @@ def _load_digits(root: Path, download: bool) -> ImageData:
 
     def split(idx: np.ndarray) -> Split:
         idx = np.sort(idx)  # file order: the split is a set
-        x = torch.from_numpy((images[idx] - mean) / std).float()[:, None]  # (N, 1, 8, 8)
+        x = torch.from_numpy((images[idx] - mean) / std).float()[
+            :, None
+        ]  # (N, 1, 8, 8)
         return x, torch.from_numpy(labels[idx])
 
-    return ImageData("digits", split(parts[0]), split(parts[1]), split(parts[2]),
-                     num_classes=10, in_channels=1, image_size=8, mean=(mean,), std=(std,))
+    return ImageData(
+        "digits",
+        split(parts[0]),
+        split(parts[1]),
+        split(parts[2]),
+        num_classes=10,
+        in_channels=1,
+        image_size=8,
+        mean=(mean,),
+        std=(std,),
+    )
 
 
 def _cifar_split(dataset: Any) -> Split:
     """torchvision's uint8 ``(N, 32, 32, 3)`` array as normalised float32 NCHW."""
-    x = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()  # (N, 3, 32, 32) u8
+    x = (
+        torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()
+    )  # (N, 3, 32, 32) u8
     x = x.float().div_(255.0)
     mean = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
@@ -227,10 +255,19 @@ def _load_cifar10(root: Path, download: bool) -> ImageData:
             f"CIFAR-10 not found or corrupted in {folder} ({type(err).__name__}: {err}); "
             f"call nasedu.data.load('cifar10', root={str(root)!r}, download=True) on a "
             f"machine with network access, or set NASEDU_DATA to a folder that holds "
-            f"{CIFAR10.base_folder}/") from None
-    return ImageData("cifar10", _cifar_split(train), None, _cifar_split(test),
-                     num_classes=10, in_channels=3, image_size=32,
-                     mean=CIFAR10_MEAN, std=CIFAR10_STD)
+            f"{CIFAR10.base_folder}/"
+        ) from None
+    return ImageData(
+        "cifar10",
+        _cifar_split(train),
+        None,
+        _cifar_split(test),
+        num_classes=10,
+        in_channels=3,
+        image_size=32,
+        mean=CIFAR10_MEAN,
+        std=CIFAR10_STD,
+    )
 
 
 # --------------------------------------------------------------------------- loader
@@ -270,34 +307,61 @@ class BatchLoader:
         drop_last: drop the last, smaller batch of an epoch.
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-                 device: torch.device | str, *, shuffle: bool = True,
-                 augment: str | None = None, cutout: int = 0, padding: int = 4,
-                 fill: float | Sequence[float] = 0.0, seed: int = 0,
-                 drop_last: bool = False) -> None:
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        device: torch.device | str,
+        *,
+        shuffle: bool = True,
+        augment: str | None = None,
+        cutout: int = 0,
+        padding: int = 4,
+        fill: float | Sequence[float] = 0.0,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
         if augment not in AUGMENTATIONS:
-            raise ValueError(f"unknown augment {augment!r}; valid choices: "
-                             f"{', '.join(map(str, AUGMENTATIONS))}")
+            raise ValueError(
+                f"unknown augment {augment!r}; valid choices: "
+                f"{', '.join(map(str, AUGMENTATIONS))}"
+            )
         if cutout < 0 or padding < 0:
-            raise ValueError(f"cutout and padding must be >= 0, got {cutout} and {padding}")
+            raise ValueError(
+                f"cutout and padding must be >= 0, got {cutout} and {padding}"
+            )
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = torch.device(device)
         self.x = torch.as_tensor(x).to(self.device)  # (N, C, H, W), moved once
         self.y = torch.as_tensor(y).to(self.device)  # (N,)
         if self.x.ndim != 4 or len(self.x) != len(self.y):
-            raise ValueError(f"expected images (N, C, H, W) and N labels, got "
-                             f"{tuple(self.x.shape)} and {tuple(self.y.shape)}")
+            raise ValueError(
+                f"expected images (N, C, H, W) and N labels, got "
+                f"{tuple(self.x.shape)} and {tuple(self.y.shape)}"
+            )
         fill_t = torch.as_tensor(fill, dtype=self.x.dtype, device=self.device).flatten()
         if len(fill_t) not in (1, self.x.shape[1]):
-            raise ValueError(f"fill must be one value or {self.x.shape[1]} (one per "
-                             f"channel), got {fill!r}")
-        self.fill = fill_t.view(1, -1, 1, 1).expand(1, self.x.shape[1], 1, 1)  # (1, C, 1, 1)
+            raise ValueError(
+                f"fill must be one value or {self.x.shape[1]} (one per "
+                f"channel), got {fill!r}"
+            )
+        self.fill = fill_t.view(1, -1, 1, 1).expand(
+            1, self.x.shape[1], 1, 1
+        )  # (1, C, 1, 1)
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
-        self.augment, self.cutout, self.padding, self.seed = augment, cutout, padding, seed
+        self.augment, self.cutout, self.padding, self.seed = (
+            augment,
+            cutout,
+            padding,
+            seed,
+        )
         if len(self) == 0:
-            raise ValueError(f"{len(self.x)} examples make no batch of {batch_size} "
-                             f"with drop_last=True")
+            raise ValueError(
+                f"{len(self.x)} examples make no batch of {batch_size} "
+                f"with drop_last=True"
+            )
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(_seed_for(seed, 1))
         self.epoch = 0  # epochs completed
@@ -307,14 +371,18 @@ class BatchLoader:
     def __len__(self) -> int:
         """Batches per epoch."""
         n = len(self.x)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        return (
+            n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        )
 
     def __iter__(self) -> Iterator[Split]:
         """The remaining batches of the current epoch; the epoch counter then advances."""
         while self.batch < len(self):
             start = self.batch * self.batch_size
-            idx = self._permutation()[start:start + self.batch_size]
-            self.batch += 1  # before yielding: a state_dict taken now points past this batch
+            idx = self._permutation()[start : start + self.batch_size]
+            self.batch += (
+                1  # before yielding: a state_dict taken now points past this batch
+            )
             yield self._augment(self.x[idx]), self.y[idx]
         self.epoch, self.batch = self.epoch + 1, 0
 
@@ -325,8 +393,11 @@ class BatchLoader:
 
     def state_dict(self) -> dict[str, Any]:
         """Epoch, position in the epoch and augmentation generator state."""
-        return {"epoch": self.epoch, "batch": self.batch,
-                "generator": self.generator.get_state()}
+        return {
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "generator": self.generator.get_state(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue where the loader that wrote ``state`` stopped."""
@@ -334,8 +405,10 @@ class BatchLoader:
         if missing:
             raise ValueError(f"loader state lacks {sorted(missing)}")
         if not 0 <= state["batch"] <= len(self):
-            raise ValueError(f"loader state is at batch {state['batch']} of an epoch of "
-                             f"{len(self)} batches: was it saved with another batch size?")
+            raise ValueError(
+                f"loader state is at batch {state['batch']} of an epoch of "
+                f"{len(self)} batches: was it saved with another batch size?"
+            )
         self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
         self.generator.set_state(state["generator"])
 
@@ -356,8 +429,10 @@ class BatchLoader:
         g, dev = self.generator, self.device
         if self.augment in ("crop", "crop_flip") and self.padding > 0:
             p = self.padding
-            padded = self.fill.expand(B, C, H + 2 * p, W + 2 * p).clone()  # (B, C, H+2p, W+2p)
-            padded[:, :, p:p + H, p:p + W] = x
+            padded = self.fill.expand(
+                B, C, H + 2 * p, W + 2 * p
+            ).clone()  # (B, C, H+2p, W+2p)
+            padded[:, :, p : p + H, p : p + W] = x
             top = torch.randint(0, 2 * p + 1, (B, 1), generator=g, device=dev)
             left = torch.randint(0, 2 * p + 1, (B, 1), generator=g, device=dev)
             rows = top + torch.arange(H, device=dev)  # (B, H)

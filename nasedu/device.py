@@ -41,14 +41,18 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     if match is None:
         raise ValueError(f"unknown device {str(spec)!r}; valid forms: {VALID_DEVICES}")
     if not torch.cuda.is_available():
-        raise ValueError(f"CUDA was requested (--device {text}) but torch.cuda.is_available() "
-                         f"is False; use --device cpu or auto")
+        raise ValueError(
+            f"CUDA was requested (--device {text}) but torch.cuda.is_available() "
+            f"is False; use --device cpu or auto"
+        )
     if match.group(1) is None:
         return torch.device("cuda")
     index, count = int(match.group(1)), torch.cuda.device_count()
     if index >= count:
-        raise ValueError(f"--device {text}: only {count} CUDA device(s) are visible, so the "
-                         f"valid indices are 0..{count - 1}")
+        raise ValueError(
+            f"--device {text}: only {count} CUDA device(s) are visible, so the "
+            f"valid indices are 0..{count - 1}"
+        )
     return torch.device("cuda", index)
 
 
@@ -101,9 +105,15 @@ def rng_state() -> dict[str, Any]:
     _, keys, pos, has_gauss, gauss = np.random.get_state()
     _, python_state, _ = random.getstate()
     state: dict[str, Any] = {
-        "python": torch.tensor(python_state, dtype=torch.int64),  # (625,) Mersenne twister
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": torch.tensor(
+            python_state, dtype=torch.int64
+        ),  # (625,) Mersenne twister
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -116,9 +126,16 @@ def set_rng_state(state: dict[str, Any]) -> None:
     devices as both the saved state and this machine have."""
     random.setstate((3, tuple(int(v) for v in state["python"].tolist()), None))
     numpy = state["numpy"]
-    np.random.set_state(("MT19937", numpy["keys"].numpy().astype(np.uint32), numpy["pos"],
-                         numpy["has_gauss"], numpy["gauss"]))
+    np.random.set_state(
+        (
+            "MT19937",
+            numpy["keys"].numpy().astype(np.uint32),
+            numpy["pos"],
+            numpy["has_gauss"],
+            numpy["gauss"],
+        )
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        for index, cuda_state in enumerate(state["cuda"][:torch.cuda.device_count()]):
+        for index, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
             torch.cuda.set_rng_state(cuda_state, index)

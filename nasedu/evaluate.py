@@ -47,7 +47,9 @@ class Evaluator:
 
     def evaluate(self, architecture: Any, step: int) -> Outcome:
         if self.exhausted(step):
-            raise ValueError(f"budget spent: {self.max_evaluations} evaluations allowed")
+            raise ValueError(
+                f"budget spent: {self.max_evaluations} evaluations allowed"
+            )
         start = time.perf_counter()
         outcome = self.fn(architecture, step)
         return dataclasses.replace(outcome, cost=time.perf_counter() - start)
@@ -67,12 +69,19 @@ class ChildTraining:
     C: int = 36  # DARTS App. A.2.1, initial channels of the evaluation network
     layers: int = 20  # DARTS App. A.2.1, 20 cells
     auxiliary: bool = True  # DARTS App. A.2.1, auxiliary towers with weight 0.4
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=100))  # Tab. 1 ‡
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=100)
+    )  # Tab. 1 ‡
 
     def build(self, genotype: Genotype, data) -> NetworkCIFAR:
-        return NetworkCIFAR(genotype, C=self.C, layers=self.layers,
-                            num_classes=data.num_classes, auxiliary=self.auxiliary,
-                            in_channels=data.in_channels)
+        return NetworkCIFAR(
+            genotype,
+            C=self.C,
+            layers=self.layers,
+            num_classes=data.num_classes,
+            auxiliary=self.auxiliary,
+            in_channels=data.in_channels,
+        )
 
     def evaluator(self, data, device, seed: int) -> Callable[[Genotype, int], Outcome]:
         """The scoring function for a search; the test split is withheld so that no
@@ -82,7 +91,9 @@ class ChildTraining:
             from nasedu.data import search_split
 
             train_half, valid_half = search_split(*data.train, portion=0.5, seed=seed)
-            search_data = dataclasses.replace(search_data, train=train_half, valid=valid_half)
+            search_data = dataclasses.replace(
+                search_data, train=train_half, valid=valid_half
+            )
 
         def score(genotype: Genotype, step: int) -> Outcome:
             from nasedu.device import seed_everything
@@ -90,10 +101,18 @@ class ChildTraining:
             # Each child gets its own seed, so a resumed search scores identically.
             seed_everything(seed * 1_000_003 + step)
             model = self.build(genotype, data)
-            result = train(model, search_data, dataclasses.replace(self.train, seed=seed + step),
-                           device, progress=False)
-            return Outcome(result.final_valid_acc, 0.0,
-                           {"params": count_parameters(model), "epochs": self.train.epochs})
+            result = train(
+                model,
+                search_data,
+                dataclasses.replace(self.train, seed=seed + step),
+                device,
+                progress=False,
+            )
+            return Outcome(
+                result.final_valid_acc,
+                0.0,
+                {"params": count_parameters(model), "epochs": self.train.epochs},
+            )
 
         return score
 
@@ -114,19 +133,42 @@ RETRAIN_BUDGETS: dict[str, dict[str, Any]] = {
     "colab": {"C": 16, "layers": 8, "train": {"epochs": 20}},
     # Seconds on a CPU on the embedded 8×8 digits: no CIFAR augmentation (it would
     # destroy them), larger steps so that 3 epochs train the network.
-    "smoke": {"C": 8, "layers": 5, "train": {"epochs": 3, "batch_size": 32, "lr": 0.05,
-                                             "augment": None, "cutout": 0}},
+    "smoke": {
+        "C": 8,
+        "layers": 5,
+        "train": {
+            "epochs": 3,
+            "batch_size": 32,
+            "lr": 0.05,
+            "augment": None,
+            "cutout": 0,
+        },
+    },
 }
 
 
-def retrain(genotype: Genotype, data, config: RetrainConfig, device, *,
-            out: str | Path | None = None, resume: bool = False, progress: bool = True):
+def retrain(
+    genotype: Genotype,
+    data,
+    config: RetrainConfig,
+    device,
+    *,
+    out: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+):
     """Train ``genotype``'s evaluation network and report test accuracy (DARTS §3.2)."""
-    model = NetworkCIFAR(genotype, C=config.C, layers=config.layers,
-                         num_classes=data.num_classes, auxiliary=config.auxiliary,
-                         in_channels=data.in_channels)
-    return train(model, data, config.train, device, out_dir=out, resume=resume,
-                 progress=progress)
+    model = NetworkCIFAR(
+        genotype,
+        C=config.C,
+        layers=config.layers,
+        num_classes=data.num_classes,
+        auxiliary=config.auxiliary,
+        in_channels=data.in_channels,
+    )
+    return train(
+        model, data, config.train, device, out_dir=out, resume=resume, progress=progress
+    )
 
 
 @dataclass(frozen=True)
@@ -163,5 +205,6 @@ def _child_score_fn(scorer: ChildScorer) -> Callable[[Genotype, int], Outcome]:
     from nasedu.data import load
     from nasedu.device import resolve_device
 
-    return scorer.child.evaluator(load(scorer.dataset), resolve_device(scorer.device),
-                                  scorer.seed)
+    return scorer.child.evaluator(
+        load(scorer.dataset), resolve_device(scorer.device), scorer.seed
+    )

@@ -58,7 +58,9 @@ class Genotype:
     reduce: tuple[Edge, ...]
     reduce_concat: tuple[int, ...]
     form: str = "pairs"
-    _nodes: dict = field(default=None, init=False, repr=False, compare=False, hash=False)
+    _nodes: dict = field(
+        default=None, init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -74,14 +76,16 @@ class Genotype:
         nodes, start, i = [], 0, 0
         while start < len(edges):
             width = 2 if self.form == "pairs" else i + 2
-            nodes.append(edges[start:start + width])
+            nodes.append(edges[start : start + width])
             start, i = start + width, i + 1
         return tuple(nodes)
 
     def nodes(self, cell: str = "normal") -> tuple[tuple[Edge, ...], ...]:
         """The incoming edges of each intermediate node of ``cell``."""
         if cell not in CELLS:
-            raise ValueError(f"unknown cell {cell!r}; valid choices: {', '.join(CELLS)}")
+            raise ValueError(
+                f"unknown cell {cell!r}; valid choices: {', '.join(CELLS)}"
+            )
         return self._nodes[cell]
 
     def steps(self, cell: str = "normal") -> int:
@@ -94,8 +98,10 @@ class Genotype:
     def validate(self) -> Genotype:
         """Check every op name, input index and concat index; raise ``ValueError``."""
         if self.form not in FORMS:
-            raise ValueError(f"unknown genotype form {self.form!r}; valid choices: "
-                             f"{', '.join(FORMS)}")
+            raise ValueError(
+                f"unknown genotype form {self.form!r}; valid choices: "
+                f"{', '.join(FORMS)}"
+            )
         for cell in CELLS:
             edges, concat = getattr(self, cell), getattr(self, f"{cell}_concat")
             if not edges:
@@ -103,33 +109,47 @@ class Genotype:
             node, start = 0, 0
             while start < len(edges):
                 width = 2 if self.form == "pairs" else node + 2
-                group = edges[start:start + width]
+                group = edges[start : start + width]
                 if len(group) != width:
                     raise ValueError(
                         f"{cell} cell: {len(edges)} edges do not split into nodes of "
-                        f"the {self.form!r} form (node {node + 2} needs {width} edges)")
+                        f"the {self.form!r} form (node {node + 2} needs {width} edges)"
+                    )
                 for op, index in group:
                     if op not in OPS:
-                        raise ValueError(f"{cell} cell, node {node + 2}: unknown operation "
-                                         f"{op!r}; valid choices: {', '.join(OPS.names())}")
+                        raise ValueError(
+                            f"{cell} cell, node {node + 2}: unknown operation "
+                            f"{op!r}; valid choices: {', '.join(OPS.names())}"
+                        )
                     if not 0 <= index < node + 2:
                         raise ValueError(
                             f"{cell} cell, node {node + 2}: input {index} is invalid; valid "
-                            f"inputs are 0..{node + 1} (cell inputs and earlier nodes)")
-                if self.form == "all" and sorted(i for _, i in group) != list(range(width)):
-                    raise ValueError(f"{cell} cell, node {node + 2}: the 'all' form needs one "
-                                     f"edge from each of inputs 0..{node + 1}")
+                            f"inputs are 0..{node + 1} (cell inputs and earlier nodes)"
+                        )
+                if self.form == "all" and sorted(i for _, i in group) != list(
+                    range(width)
+                ):
+                    raise ValueError(
+                        f"{cell} cell, node {node + 2}: the 'all' form needs one "
+                        f"edge from each of inputs 0..{node + 1}"
+                    )
                 start, node = start + width, node + 1
             states = node + 2
             if not concat or len(set(concat)) != len(concat):
-                raise ValueError(f"{cell}_concat must list distinct states, got {list(concat)}")
+                raise ValueError(
+                    f"{cell}_concat must list distinct states, got {list(concat)}"
+                )
             bad = [i for i in concat if not 0 <= i < states]
             if bad:
-                raise ValueError(f"{cell}_concat index {bad[0]} is invalid; valid states "
-                                 f"are 0..{states - 1}")
+                raise ValueError(
+                    f"{cell}_concat index {bad[0]} is invalid; valid states "
+                    f"are 0..{states - 1}"
+                )
             if cell == "reduce" and min(concat) < 2:
-                raise ValueError("reduce_concat may not list the cell inputs 0 or 1: they "
-                                 "have twice the spatial size of the reduced nodes")
+                raise ValueError(
+                    "reduce_concat may not list the cell inputs 0 or 1: they "
+                    "have twice the spatial size of the reduced nodes"
+                )
         return self
 
     # ------------------------------------------------------------------ identity
@@ -141,8 +161,11 @@ class Genotype:
 
         def node_hash(j: int) -> str:
             if j not in memo:
-                terms = sorted(f"{op}({node_hash(i)})" for op, i in self.nodes(cell)[j - 2]
-                               if op != "none")
+                terms = sorted(
+                    f"{op}({node_hash(i)})"
+                    for op, i in self.nodes(cell)[j - 2]
+                    if op != "none"
+                )
                 memo[j] = hashlib.sha256("+".join(terms).encode()).hexdigest()
             return memo[j]
 
@@ -172,15 +195,19 @@ class Genotype:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Genotype:
         if not isinstance(data, dict):
-            raise ValueError(f"a genotype must be a JSON object, got {type(data).__name__}")
+            raise ValueError(
+                f"a genotype must be a JSON object, got {type(data).__name__}"
+            )
         # Published files wrap the genotype with its source; a search's result.json
         # holds it under "architecture": both unwrap, so either file can be passed.
         data = data.get("genotype", data.get("architecture", data))
         required = ("normal", "normal_concat", "reduce", "reduce_concat")
         missing = [k for k in required if k not in data]
         if missing:
-            raise ValueError(f"genotype JSON lacks {', '.join(missing)}; it needs "
-                             f"{', '.join(required)} (and optionally 'form')")
+            raise ValueError(
+                f"genotype JSON lacks {', '.join(missing)}; it needs "
+                f"{', '.join(required)} (and optionally 'form')"
+            )
         return cls(*(data[k] for k in required), form=data.get("form", "pairs"))
 
     @classmethod
@@ -230,7 +257,9 @@ def load(name: str) -> Genotype:
     records = published()
     record = records.get(str(name).lower())
     if record is None:
-        raise ValueError(f"unknown genotype {name!r}; valid choices: {', '.join(names())}")
+        raise ValueError(
+            f"unknown genotype {name!r}; valid choices: {', '.join(names())}"
+        )
     return Genotype.from_dict(record)
 
 
@@ -243,5 +272,7 @@ def resolve(name_or_json: str | Path | Genotype) -> Genotype:
         return load(text)
     if text.lstrip().startswith("{") or Path(text).is_file():
         return Genotype.from_json(text)
-    raise ValueError(f"{text!r} is not a published genotype, a JSON file or JSON text; "
-                     f"published names: {', '.join(names())}")
+    raise ValueError(
+        f"{text!r} is not a published genotype, a JSON file or JSON text; "
+        f"published names: {', '.join(names())}"
+    )

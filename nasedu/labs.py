@@ -40,9 +40,14 @@ import nbformat
 SOLUTION, STUDENT, CHECK, LAB_START = "solution", "student", "check", "lab-start"
 STUB_MARK = 'NotImplementedError("write your code here")'
 REPO = Path(__file__).resolve().parents[1]
-_SOLUTION_DIRECTIVE = re.compile(r"^\s*[`:]{3,}\s*\{solution(-start|-end)?\}", re.MULTILINE)
-_EXERCISE = re.compile(r"^[`:]{3,}\s*\{exercise(?:-start)?\}[ \t]*(?P<title>[^\n]*)\n"
-                       r"(?P<options>(?:[ \t]*:[\w-]+:.*\n?)*)", re.MULTILINE)
+_SOLUTION_DIRECTIVE = re.compile(
+    r"^\s*[`:]{3,}\s*\{solution(-start|-end)?\}", re.MULTILINE
+)
+_EXERCISE = re.compile(
+    r"^[`:]{3,}\s*\{exercise(?:-start)?\}[ \t]*(?P<title>[^\n]*)\n"
+    r"(?P<options>(?:[ \t]*:[\w-]+:.*\n?)*)",
+    re.MULTILINE,
+)
 
 STUDENT_NOTE = """\
 ```{note}
@@ -87,7 +92,9 @@ def load_chapters(repo: Path = REPO, written_only: bool = True) -> list[dict[str
 
     path = Path(repo) / "book" / "chapters.yml"
     chapters = yaml.safe_load(path.read_text(encoding="utf8"))["chapters"]
-    return [c for c in chapters if not written_only or (Path(repo) / c["file"]).is_file()]
+    return [
+        c for c in chapters if not written_only or (Path(repo) / c["file"]).is_file()
+    ]
 
 
 def check_tags(nb: Any) -> None:
@@ -99,13 +106,20 @@ def check_tags(nb: Any) -> None:
     """
     for i, cell in enumerate(nb.cells):
         if _has_tag(cell, SOLUTION) and _has_tag(cell, STUDENT):
-            raise ValueError(f"cell {i} is tagged both {SOLUTION!r} and {STUDENT!r}; a "
-                             f"cell is either the solution or the student's stub")
-        if (cell.cell_type == "markdown" and _SOLUTION_DIRECTIVE.search(cell.source)
-                and not _has_tag(cell, SOLUTION)):
-            raise ValueError(f"markdown cell {i} holds a {{solution}} directive but is not "
-                             f"tagged {SOLUTION!r}; put each solution in a cell of its own "
-                             f"and tag it, or it would reach the student notebook")
+            raise ValueError(
+                f"cell {i} is tagged both {SOLUTION!r} and {STUDENT!r}; a "
+                f"cell is either the solution or the student's stub"
+            )
+        if (
+            cell.cell_type == "markdown"
+            and _SOLUTION_DIRECTIVE.search(cell.source)
+            and not _has_tag(cell, SOLUTION)
+        ):
+            raise ValueError(
+                f"markdown cell {i} holds a {{solution}} directive but is not "
+                f"tagged {SOLUTION!r}; put each solution in a cell of its own "
+                f"and tag it, or it would reach the student notebook"
+            )
 
 
 def _cleared(cells: list[Any]) -> list[Any]:
@@ -126,7 +140,9 @@ def make_student(nb: Any) -> Any:
     cells = _cleared([c for c in nb.cells if not _has_tag(c, SOLUTION)])
     for cell in cells:
         if _has_tag(cell, STUDENT):
-            cell.metadata["tags"] = [t for t in tags(cell) if not t.startswith("remove-")]
+            cell.metadata["tags"] = [
+                t for t in tags(cell) if not t.startswith("remove-")
+            ]
     cells.insert(1, nbformat.v4.new_markdown_cell(STUDENT_NOTE))
     student.cells = cells
     nbformat.validate(student)
@@ -154,9 +170,16 @@ def exercises(nb: Any) -> list[dict[str, Any]]:
         if cell.cell_type != "markdown":
             continue
         for match in _EXERCISE.finditer(cell.source):
-            label = re.search(r"^\s*:label:\s*(\S+)", match.group("options"), re.MULTILINE)
-            found.append({"label": label.group(1) if label else None,
-                          "title": match.group("title").strip(), "lab": i >= start})
+            label = re.search(
+                r"^\s*:label:\s*(\S+)", match.group("options"), re.MULTILINE
+            )
+            found.append(
+                {
+                    "label": label.group(1) if label else None,
+                    "title": match.group("title").strip(),
+                    "lab": i >= start,
+                }
+            )
     return found
 
 
@@ -168,8 +191,10 @@ def lab_start(nb: Any) -> int:
     """
     found = [i for i, c in enumerate(nb.cells) if _has_tag(c, LAB_START)]
     if len(found) != 1:
-        raise ValueError(f"a chapter needs exactly one cell tagged {LAB_START!r} (the "
-                         f"markdown cell that opens its lab), found {len(found)}")
+        raise ValueError(
+            f"a chapter needs exactly one cell tagged {LAB_START!r} (the "
+            f"markdown cell that opens its lab), found {len(found)}"
+        )
     return found[0]
 
 
@@ -179,7 +204,7 @@ def lab_only(nb: Any) -> Any:
     instead of the whole chapter."""
     lab = copy.deepcopy(nb)
     parameters = [c for c in nb.cells if _has_tag(c, "parameters")]
-    lab.cells = _cleared(parameters + nb.cells[lab_start(nb):])
+    lab.cells = _cleared(parameters + nb.cells[lab_start(nb) :])
     return lab
 
 
@@ -197,7 +222,9 @@ class CheckResult:
 @dataclass
 class LabRun:
     checks: list[CheckResult]
-    errors: list[str]  # failures of cells that are not checks ("cell 3: NameError: ...")
+    errors: list[
+        str
+    ]  # failures of cells that are not checks ("cell 3: NameError: ...")
 
     @property
     def score(self) -> str:
@@ -205,15 +232,22 @@ class LabRun:
 
 
 def _text(outputs: list[Any]) -> str:
-    return "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+    return "".join(
+        o.get("text", "") for o in outputs if o.get("output_type") == "stream"
+    )
 
 
 def _execute(nb: Any, cwd: str | Path, timeout: int, kernel_name: str) -> Any:
     from nbclient import NotebookClient
 
     nb = copy.deepcopy(nb)
-    NotebookClient(nb, kernel_name=kernel_name, timeout=timeout, allow_errors=True,
-                   resources={"metadata": {"path": str(cwd)}}).execute()
+    NotebookClient(
+        nb,
+        kernel_name=kernel_name,
+        timeout=timeout,
+        allow_errors=True,
+        resources={"metadata": {"path": str(cwd)}},
+    ).execute()
     return nb
 
 
@@ -228,17 +262,24 @@ def _report(cells: list[Any], offset: int = 0) -> LabRun:
         if _has_tag(cell, CHECK):
             text = _text(cell.outputs)
             ok = error is None and PASS_MARK in text
-            message = (f"{error['ename']}: {error['evalue']}" if error else
-                       text.strip() or "the check cell printed nothing: does it call a "
-                       "function of nasedu.checks?")
-            checks.append(CheckResult(i, cell.source, ok, error and error["ename"], message))
+            message = (
+                f"{error['ename']}: {error['evalue']}"
+                if error
+                else text.strip()
+                or "the check cell printed nothing: does it call a "
+                "function of nasedu.checks?"
+            )
+            checks.append(
+                CheckResult(i, cell.source, ok, error and error["ename"], message)
+            )
         elif error is not None:
             errors.append(f"cell {i}: {error['ename']}: {error['evalue']}")
     return LabRun(checks, errors)
 
 
-def run_checks(nb: Any, cwd: str | Path = ".", timeout: int = 600,
-               kernel_name: str = "python3") -> LabRun:
+def run_checks(
+    nb: Any, cwd: str | Path = ".", timeout: int = 600, kernel_name: str = "python3"
+) -> LabRun:
     """Execute ``nb`` in a fresh kernel, going on after errors, and report every check.
 
     Instructors grade a submission with it (``python -m nasedu.labs grade FILE``). It
@@ -247,8 +288,9 @@ def run_checks(nb: Any, cwd: str | Path = ".", timeout: int = 600,
     return _report(_execute(nb, cwd, timeout, kernel_name).cells)
 
 
-def run_lab_versions(nb: Any, cwd: str | Path = ".", timeout: int = 600,
-                     kernel_name: str = "python3") -> tuple[LabRun, LabRun]:
+def run_lab_versions(
+    nb: Any, cwd: str | Path = ".", timeout: int = 600, kernel_name: str = "python3"
+) -> tuple[LabRun, LabRun]:
     """The chapter's lab as the student gets it and as the instructor has it.
 
     Both run in one kernel, student first, with the namespace emptied in between
@@ -265,7 +307,7 @@ def run_lab_versions(nb: Any, cwd: str | Path = ".", timeout: int = 600,
     both.cells = student.cells + [reset] + instructor.cells
     ran = _execute(both, cwd, timeout, kernel_name).cells
     cut = len(student.cells)
-    return _report(ran[:cut]), _report(ran[cut + 1:])
+    return _report(ran[:cut]), _report(ran[cut + 1 :])
 
 
 def write_labs(out_dir: str | Path = "labs", repo: Path = REPO) -> list[Path]:
@@ -278,12 +320,17 @@ def write_labs(out_dir: str | Path = "labs", repo: Path = REPO) -> list[Path]:
     written = []
     for chapter in load_chapters(repo):
         nb = nbformat.read(Path(repo) / chapter["file"], as_version=4)
-        for audience, make in (("student", make_student), ("instructor", make_instructor)):
+        for audience, make in (
+            ("student", make_student),
+            ("instructor", make_instructor),
+        ):
             try:
                 made = make(nb)
             except ValueError as error:
-                raise ValueError(f"{chapter['file']}: {error} (the tags are explained in "
-                                 f"nasedu/labs.py)") from None
+                raise ValueError(
+                    f"{chapter['file']}: {error} (the tags are explained in "
+                    f"nasedu/labs.py)"
+                ) from None
             path = out / audience / f"{chapter['name']}.ipynb"
             path.parent.mkdir(parents=True, exist_ok=True)
             nbformat.write(made, path)
@@ -292,8 +339,9 @@ def write_labs(out_dir: str | Path = "labs", repo: Path = REPO) -> list[Path]:
     return written
 
 
-def build_student_edition(out_dir: str | Path = "_build/student-html",
-                          repo: Path = REPO) -> int:
+def build_student_edition(
+    out_dir: str | Path = "_build/student-html", repo: Path = REPO
+) -> int:
     """Build the book without solutions (sphinx-exercise ``hide_solutions``).
 
     The repository's own ``_config.yml`` is used with one override, so the two editions
@@ -307,40 +355,65 @@ def build_student_edition(out_dir: str | Path = "_build/student-html",
 
     repo, out = Path(repo).resolve(), Path(out_dir).resolve()
     cwd = Path.cwd()
-    os.chdir(repo)  # `execute.cache` in _config.yml is relative to the working directory
+    os.chdir(
+        repo
+    )  # `execute.cache` in _config.yml is relative to the working directory
     try:
         return build_sphinx(
-            repo, out, noconfig=True, path_config=str(repo / "_config.yml"),
-            confoverrides={"external_toc_path": (repo / "_toc.yml").as_posix(),
-                           "latex_individualpages": False, "hide_solutions": True},
+            repo,
+            out,
+            noconfig=True,
+            path_config=str(repo / "_config.yml"),
+            confoverrides={
+                "external_toc_path": (repo / "_toc.yml").as_posix(),
+                "latex_individualpages": False,
+                "hide_solutions": True,
+            },
             doctreedir=out.parent / f".doctrees-{out.name}",  # not the reader edition's
-            freshenv=True, warningiserror=True, keep_going=True)
+            freshenv=True,
+            warningiserror=True,
+            keep_going=True,
+        )
     finally:
         os.chdir(cwd)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nasedu.labs", description=(
-        "labs: write the student and instructor notebooks (make labs); student-book: "
-        "build the book without solutions (make book-student); grade FILE: run a "
-        "submitted notebook and report its checks."))
-    parser.add_argument("what", nargs="?", choices=("labs", "student-book", "grade"),
-                        default="labs")
+    parser = argparse.ArgumentParser(
+        prog="python -m nasedu.labs",
+        description=(
+            "labs: write the student and instructor notebooks (make labs); student-book: "
+            "build the book without solutions (make book-student); grade FILE: run a "
+            "submitted notebook and report its checks."
+        ),
+    )
+    parser.add_argument(
+        "what", nargs="?", choices=("labs", "student-book", "grade"), default="labs"
+    )
     parser.add_argument("notebook", nargs="?", help="the notebook to grade")
-    parser.add_argument("--out", help="output folder (default: labs, or "
-                        "_build/student-html for student-book)")
-    parser.add_argument("--lab-only", action="store_true",
-                        help="grade: run only the parameters cell and the lab")
+    parser.add_argument(
+        "--out",
+        help="output folder (default: labs, or _build/student-html for student-book)",
+    )
+    parser.add_argument(
+        "--lab-only",
+        action="store_true",
+        help="grade: run only the parameters cell and the lab",
+    )
     args = parser.parse_intermixed_args(argv)
     if args.what == "grade":
         if not args.notebook or not Path(args.notebook).is_file():
             parser.error(f"grade needs an existing notebook, got {args.notebook!r}")
         nb = nbformat.read(args.notebook, as_version=4)
-        run = run_checks(lab_only(nb) if args.lab_only else nb,
-                         cwd=Path(args.notebook).resolve().parent)
+        run = run_checks(
+            lab_only(nb) if args.lab_only else nb,
+            cwd=Path(args.notebook).resolve().parent,
+        )
         for check in run.checks:
             mark = "✔" if check.passed else "✘"
-            print(f"{mark} cell {check.cell}: {check.source.strip()}\n    {check.message}")
+            print(
+                f"{mark} cell {check.cell}: {check.source.strip()}\n    {check.message}"
+            )
         for error in run.errors:
             print(f"! {error}")
         print(f"score: {run.score} checks passed")
@@ -349,7 +422,9 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out or "_build/student-html")
         status = build_student_edition(out)
         if status == 0:
-            print(f"\nThe student edition is built: open file://{out.resolve()}/index.html")
+            print(
+                f"\nThe student edition is built: open file://{out.resolve()}/index.html"
+            )
         return int(status)
     out = Path(args.out or "labs")
     try:

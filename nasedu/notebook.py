@@ -34,14 +34,20 @@ class Session:
         return f"CPU ({platform.processor() or platform.machine()}, {cores} threads)"
 
 
-def setup(budget: str = "smoke", device: str = "auto", dataset: str | None = None,
-          seed: int = 0) -> Session:
+def setup(
+    budget: str = "smoke",
+    device: str = "auto",
+    dataset: str | None = None,
+    seed: int = 0,
+) -> Session:
     """Validate a chapter's parameters, seed everything and pick the device."""
     from nasedu.data import DATASETS
     from nasedu.device import resolve_device, seed_everything
 
     if budget not in BUDGETS:
-        raise ValueError(f"unknown budget {budget!r}; valid choices: {', '.join(BUDGETS)}")
+        raise ValueError(
+            f"unknown budget {budget!r}; valid choices: {', '.join(BUDGETS)}"
+        )
     dataset = dataset or ("digits" if budget == "smoke" else "cifar10")
     DATASETS.get(dataset)  # raises with the valid names
     seed_everything(seed)
@@ -51,8 +57,10 @@ def setup(budget: str = "smoke", device: str = "auto", dataset: str | None = Non
         # launched, and intra-op threads only add synchronisation (and collapse when
         # another process competes for the cores). One thread is several times faster.
         torch.set_num_threads(1)
-    print(f"budget={budget}  dataset={dataset}  seed={seed}  device={session.device} "
-          f"({session.hardware})")
+    print(
+        f"budget={budget}  dataset={dataset}  seed={seed}  device={session.device} "
+        f"({session.hardware})"
+    )
     return session
 
 
@@ -83,8 +91,13 @@ def paper_vs_run(paper_row: dict[str, Any], this_run: dict[str, Any]):
 
     from IPython.display import HTML
 
-    metrics = [("test_error_pct", "test error (%)"), ("params_M", "params (M)"),
-               ("search_cost", "search cost"), ("hardware", "hardware"), ("budget", "budget")]
+    metrics = [
+        ("test_error_pct", "test error (%)"),
+        ("params_M", "params (M)"),
+        ("search_cost", "search cost"),
+        ("hardware", "hardware"),
+        ("budget", "budget"),
+    ]
 
     def cell(row: dict[str, Any], key: str) -> str:
         if key == "test_error_pct" and "test_error_std" in row:
@@ -98,10 +111,14 @@ def paper_vs_run(paper_row: dict[str, Any], this_run: dict[str, Any]):
     source = f"{paper_row.get('paper', '')}, {paper_row.get('source', '')}".strip(", ")
     rows = [
         f"<tr><td>{escape(paper_row.get('label', 'paper'))}<br><small>{escape(source)}"
-        f"</small></td>" + "".join(f"<td>{escape(cell(paper, k))}</td>" for k, _ in metrics)
+        f"</small></td>"
+        + "".join(f"<td>{escape(cell(paper, k))}</td>" for k, _ in metrics)
         + "</tr>",
-        "<tr><td>this run</td>" + "".join(f"<td>{escape(cell(this_run, k))}</td>"
-                                          for k, _ in metrics) + "</tr>",
+        "<tr><td>this run</td>"
+        + "".join(f"<td>{escape(cell(this_run, k))}</td>" for k, _ in metrics)
+        + "</tr>",
     ]
-    return HTML(f"<table><thead><tr><th></th>{head}</tr></thead><tbody>{''.join(rows)}"
-                "</tbody></table>")
+    return HTML(
+        f"<table><thead><tr><th></th>{head}</tr></thead><tbody>{''.join(rows)}"
+        "</tbody></table>"
+    )

@@ -36,7 +36,9 @@ def drop_path(x: torch.Tensor, drop_prob: float, training: bool = True) -> torch
     if drop_prob == 1.0:
         return torch.zeros_like(x)
     keep = 1.0 - drop_prob
-    mask = torch.empty(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype).bernoulli_(keep)
+    mask = torch.empty(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype).bernoulli_(
+        keep
+    )
     return x * mask / keep
 
 
@@ -46,7 +48,9 @@ class ReLUConvBN(nn.Sequential):
     def __init__(self, C_in, C_out, kernel_size, stride, padding, affine=True):
         super().__init__(
             nn.ReLU(inplace=False),
-            nn.Conv2d(C_in, C_out, kernel_size, stride=stride, padding=padding, bias=False),
+            nn.Conv2d(
+                C_in, C_out, kernel_size, stride=stride, padding=padding, bias=False
+            ),
             nn.BatchNorm2d(C_out, affine=affine),
         )
 
@@ -54,11 +58,21 @@ class ReLUConvBN(nn.Sequential):
 class DilConv(nn.Sequential):
     """Dilated depthwise-separable conv: ReLU → depthwise (dilated) → 1×1 → BN."""
 
-    def __init__(self, C_in, C_out, kernel_size, stride, padding, dilation, affine=True):
+    def __init__(
+        self, C_in, C_out, kernel_size, stride, padding, dilation, affine=True
+    ):
         super().__init__(
             nn.ReLU(inplace=False),
-            nn.Conv2d(C_in, C_in, kernel_size, stride=stride, padding=padding,
-                      dilation=dilation, groups=C_in, bias=False),
+            nn.Conv2d(
+                C_in,
+                C_in,
+                kernel_size,
+                stride=stride,
+                padding=padding,
+                dilation=dilation,
+                groups=C_in,
+                bias=False,
+            ),
             nn.Conv2d(C_in, C_out, 1, bias=False),
             nn.BatchNorm2d(C_out, affine=affine),
         )
@@ -109,7 +123,9 @@ class FactorizedReduce(nn.Module):
     def forward(self, x):
         x = self.relu(x)
         # The offset path sees the odd pixels; pad so odd sizes give matching shapes.
-        shifted = nn.functional.pad(x[:, :, 1:, 1:], (0, x.shape[3] % 2, 0, x.shape[2] % 2))
+        shifted = nn.functional.pad(
+            x[:, :, 1:, 1:], (0, x.shape[3] % 2, 0, x.shape[2] % 2)
+        )
         return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
 
 
@@ -119,8 +135,11 @@ class Pool(nn.Sequential):
 
     def __init__(self, kind, C, kernel_size, stride, affine=True):
         pad = kernel_size // 2
-        pool = (nn.AvgPool2d(kernel_size, stride, pad, count_include_pad=False)
-                if kind == "avg" else nn.MaxPool2d(kernel_size, stride, pad))
+        pool = (
+            nn.AvgPool2d(kernel_size, stride, pad, count_include_pad=False)
+            if kind == "avg"
+            else nn.MaxPool2d(kernel_size, stride, pad)
+        )
         layers = [pool] if affine else [pool, nn.BatchNorm2d(C, affine=False)]
         super().__init__(*layers)
 
@@ -131,47 +150,101 @@ class FactorizedConv(nn.Sequential):
     def __init__(self, C, k, stride, affine=True):
         super().__init__(
             nn.ReLU(inplace=False),
-            nn.Conv2d(C, C, (1, k), stride=(1, stride), padding=(0, k // 2), bias=False),
-            nn.Conv2d(C, C, (k, 1), stride=(stride, 1), padding=(k // 2, 0), bias=False),
+            nn.Conv2d(
+                C, C, (1, k), stride=(1, stride), padding=(0, k // 2), bias=False
+            ),
+            nn.Conv2d(
+                C, C, (k, 1), stride=(stride, 1), padding=(k // 2, 0), bias=False
+            ),
             nn.BatchNorm2d(C, affine=affine),
         )
 
 
 OPS.register("none", lambda C, stride, affine: Zero(stride))
-OPS.register("skip_connect", lambda C, stride, affine: (
-    Identity() if stride == 1 else FactorizedReduce(C, C, affine)))
-OPS.register("avg_pool_3x3", lambda C, stride, affine: Pool("avg", C, 3, stride, affine))
+OPS.register(
+    "skip_connect",
+    lambda C, stride, affine: (
+        Identity() if stride == 1 else FactorizedReduce(C, C, affine)
+    ),
+)
+OPS.register(
+    "avg_pool_3x3", lambda C, stride, affine: Pool("avg", C, 3, stride, affine)
+)
 for _k in (3, 5, 7):
-    OPS.register(f"max_pool_{_k}x{_k}",
-                 lambda C, stride, affine, k=_k: Pool("max", C, k, stride, affine))
-    OPS.register(f"sep_conv_{_k}x{_k}",
-                 lambda C, stride, affine, k=_k: SepConv(C, C, k, stride, k // 2, affine))
-OPS.register("dil_conv_3x3", lambda C, stride, affine: DilConv(C, C, 3, stride, 2, 2, affine))
-OPS.register("dil_conv_5x5", lambda C, stride, affine: DilConv(C, C, 5, stride, 4, 2, affine))
-OPS.register("conv_1x1", lambda C, stride, affine: ReLUConvBN(C, C, 1, stride, 0, affine))
-OPS.register("conv_3x3", lambda C, stride, affine: ReLUConvBN(C, C, 3, stride, 1, affine))
+    OPS.register(
+        f"max_pool_{_k}x{_k}",
+        lambda C, stride, affine, k=_k: Pool("max", C, k, stride, affine),
+    )
+    OPS.register(
+        f"sep_conv_{_k}x{_k}",
+        lambda C, stride, affine, k=_k: SepConv(C, C, k, stride, k // 2, affine),
+    )
+OPS.register(
+    "dil_conv_3x3", lambda C, stride, affine: DilConv(C, C, 3, stride, 2, 2, affine)
+)
+OPS.register(
+    "dil_conv_5x5", lambda C, stride, affine: DilConv(C, C, 5, stride, 4, 2, affine)
+)
+OPS.register(
+    "conv_1x1", lambda C, stride, affine: ReLUConvBN(C, C, 1, stride, 0, affine)
+)
+OPS.register(
+    "conv_3x3", lambda C, stride, affine: ReLUConvBN(C, C, 3, stride, 1, affine)
+)
 # DARTS' names for NASNet's "1×3 then 3×1" and "1×7 then 7×1" convolutions.
-OPS.register("conv_3x1_1x3", lambda C, stride, affine: FactorizedConv(C, 3, stride, affine))
-OPS.register("conv_7x1_1x7", lambda C, stride, affine: FactorizedConv(C, 7, stride, affine))
+OPS.register(
+    "conv_3x1_1x3", lambda C, stride, affine: FactorizedConv(C, 3, stride, affine)
+)
+OPS.register(
+    "conv_7x1_1x7", lambda C, stride, affine: FactorizedConv(C, 7, stride, affine)
+)
 
 #: The eight candidates of the DARTS/SNAS search space (DARTS §3.1.1), in the official order.
 DARTS_PRIMITIVES = (
-    "none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
-    "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5",
+    "none",
+    "max_pool_3x3",
+    "avg_pool_3x3",
+    "skip_connect",
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "dil_conv_3x3",
+    "dil_conv_5x5",
 )
 #: NASNet's 13 operations (NASNet §3), in the DARTS naming.
 NASNET_PRIMITIVES = (
-    "skip_connect", "conv_3x1_1x3", "conv_7x1_1x7", "dil_conv_3x3", "avg_pool_3x3",
-    "max_pool_3x3", "max_pool_5x5", "max_pool_7x7", "conv_1x1", "conv_3x3",
-    "sep_conv_3x3", "sep_conv_5x5", "sep_conv_7x7",
+    "skip_connect",
+    "conv_3x1_1x3",
+    "conv_7x1_1x7",
+    "dil_conv_3x3",
+    "avg_pool_3x3",
+    "max_pool_3x3",
+    "max_pool_5x5",
+    "max_pool_7x7",
+    "conv_1x1",
+    "conv_3x3",
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "sep_conv_7x7",
 )
 #: PNAS's 8 operations (PNAS §3.1; consistent with the PNASNet-5 cell in TF-Slim).
 PNAS_PRIMITIVES = (
-    "sep_conv_3x3", "sep_conv_5x5", "sep_conv_7x7", "conv_7x1_1x7", "skip_connect",
-    "avg_pool_3x3", "max_pool_3x3", "dil_conv_3x3",
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "sep_conv_7x7",
+    "conv_7x1_1x7",
+    "skip_connect",
+    "avg_pool_3x3",
+    "max_pool_3x3",
+    "dil_conv_3x3",
 )
 #: ENAS's micro-space operations (ENAS README: sep3x3, sep5x5, avg pool, max pool, identity).
-ENAS_PRIMITIVES = ("sep_conv_3x3", "sep_conv_5x5", "avg_pool_3x3", "max_pool_3x3", "skip_connect")
+ENAS_PRIMITIVES = (
+    "sep_conv_3x3",
+    "sep_conv_5x5",
+    "avg_pool_3x3",
+    "max_pool_3x3",
+    "skip_connect",
+)
 
 
 def build(name: str, C: int, stride: int = 1, affine: bool = True) -> nn.Module:

@@ -106,7 +106,9 @@ def is_failed(outcome: Outcome) -> bool:
 def failed_outcome(error: str, cost: float, details: str = "") -> Outcome:
     """The outcome of a trial that could not be scored: reward NaN, so it never looks
     like a good architecture, and the error kept for the history."""
-    return Outcome(math.nan, cost, {"failed": True, "error": error, "traceback": details})
+    return Outcome(
+        math.nan, cost, {"failed": True, "error": error, "traceback": details}
+    )
 
 
 def timed_call(fn: EvaluationFn, architecture: Any, step: int) -> Outcome:
@@ -119,8 +121,9 @@ def timed_call(fn: EvaluationFn, architecture: Any, step: int) -> Outcome:
     try:
         outcome = fn(architecture, step)
     except Exception as error:
-        outcome = failed_outcome(f"{type(error).__name__}: {error}", 0.0,
-                                 traceback.format_exc())
+        outcome = failed_outcome(
+            f"{type(error).__name__}: {error}", 0.0, traceback.format_exc()
+        )
     cost = time.perf_counter() - start
     if is_failed(outcome):
         _release_gpu_memory()  # after the except block, so the traceback's tensors are gone
@@ -145,11 +148,16 @@ class AsyncEvaluator(abc.ABC):
 
     def __init__(self, fn: EvaluationFn, max_evaluations: int | None = None):
         if not callable(fn):
-            raise ValueError(f"fn must be callable as fn(architecture, step), got {fn!r}")
-        if max_evaluations is not None and (not _is_int(max_evaluations)
-                                            or max_evaluations < 1):
-            raise ValueError(f"max_evaluations must be None or an integer >= 1, "
-                             f"got {max_evaluations!r}")
+            raise ValueError(
+                f"fn must be callable as fn(architecture, step), got {fn!r}"
+            )
+        if max_evaluations is not None and (
+            not _is_int(max_evaluations) or max_evaluations < 1
+        ):
+            raise ValueError(
+                f"max_evaluations must be None or an integer >= 1, "
+                f"got {max_evaluations!r}"
+            )
         self.fn, self.max_evaluations = fn, max_evaluations
         self.submitted = 0
         self.closed = False
@@ -161,15 +169,20 @@ class AsyncEvaluator(abc.ABC):
         if not _is_int(step) or step < 0:
             raise ValueError(f"step must be a non-negative integer, got {step!r}")
         if self.exhausted(step):
-            raise ValueError(f"budget spent: {self.max_evaluations} evaluations allowed, "
-                             f"step {step} submitted")
+            raise ValueError(
+                f"budget spent: {self.max_evaluations} evaluations allowed, "
+                f"step {step} submitted"
+            )
         handle = Handle(self.submitted, step, architecture)
         self.submitted += 1
         self._start(handle)
         return handle
 
     def exhausted(self, evaluations_done: int) -> bool:
-        return self.max_evaluations is not None and evaluations_done >= self.max_evaluations
+        return (
+            self.max_evaluations is not None
+            and evaluations_done >= self.max_evaluations
+        )
 
     @abc.abstractmethod
     def results(self, timeout: float | None = None) -> Iterator[tuple[Handle, Outcome]]:
@@ -249,8 +262,13 @@ class ProcessPoolEvaluator(AsyncEvaluator):
             workers could not load.
     """
 
-    def __init__(self, fn: EvaluationFn, workers: int | None = None,
-                 devices: list[str] | None = None, max_evaluations: int | None = None):
+    def __init__(
+        self,
+        fn: EvaluationFn,
+        workers: int | None = None,
+        devices: list[str] | None = None,
+        max_evaluations: int | None = None,
+    ):
         super().__init__(fn, max_evaluations)
         _check_picklable(fn)
         self.devices = None if devices is None else _physical_devices(devices)
@@ -268,35 +286,46 @@ class ProcessPoolEvaluator(AsyncEvaluator):
         self._futures: dict[Future, tuple[Handle, ProcessPoolExecutor]] = {}
 
     def _new_executor(self) -> ProcessPoolExecutor:
-        context = multiprocessing.get_context("spawn")  # fork + CUDA or threads is unsafe
+        context = multiprocessing.get_context(
+            "spawn"
+        )  # fork + CUDA or threads is unsafe
         queue = None
         if self.devices:
             # Workers start one by one as work arrives; each takes the next device.
             queue = context.Queue()
             for i in range(self.workers):
                 queue.put(self.devices[i % len(self.devices)])
-        return ProcessPoolExecutor(self.workers, mp_context=context,
-                                   initializer=_init_worker,
-                                   initargs=(self.fn, queue, self.threads))
+        return ProcessPoolExecutor(
+            self.workers,
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(self.fn, queue, self.threads),
+        )
 
     def _start(self, handle: Handle) -> None:
         if self._executor is None:
             self._executor = self._new_executor()
         try:
-            future = self._executor.submit(_evaluate_in_worker, handle.architecture,
-                                           handle.step)
+            future = self._executor.submit(
+                _evaluate_in_worker, handle.architecture, handle.step
+            )
         except BrokenProcessPool:  # a worker died before this submission: start afresh
             self._restart(self._executor)
             self._executor = self._new_executor()
-            future = self._executor.submit(_evaluate_in_worker, handle.architecture,
-                                           handle.step)
+            future = self._executor.submit(
+                _evaluate_in_worker, handle.architecture, handle.step
+            )
         self._futures[future] = (handle, self._executor)
 
     def results(self, timeout: float | None = None) -> Iterator[tuple[Handle, Outcome]]:
         deadline = None if timeout is None else time.monotonic() + timeout
         while self._futures:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            done, _ = wait(list(self._futures), timeout=remaining, return_when=FIRST_COMPLETED)
+            remaining = (
+                None if deadline is None else max(0.0, deadline - time.monotonic())
+            )
+            done, _ = wait(
+                list(self._futures), timeout=remaining, return_when=FIRST_COMPLETED
+            )
             if not done:
                 return
             # Trials finishing together are yielded by submission order, not set order.
@@ -313,8 +342,9 @@ class ProcessPoolEvaluator(AsyncEvaluator):
             # The process died (segfault, the kernel's OOM killer, os._exit): which trial
             # caused it is unknown, so every trial in flight on this pool fails with it.
             self._restart(executor)
-            return failed_outcome(f"worker process died: {type(error).__name__}: {error}",
-                                  0.0)
+            return failed_outcome(
+                f"worker process died: {type(error).__name__}: {error}", 0.0
+            )
 
     def _restart(self, executor: ProcessPoolExecutor | None) -> None:
         # Only the broken pool is replaced; a fresh one may already run newer trials.
@@ -378,34 +408,46 @@ def _check_picklable(fn: EvaluationFn) -> None:
     module = getattr(fn, "__module__", None) or type(fn).__module__
     main = sys.modules.get("__main__")
     if module == "__main__" and not getattr(main, "__file__", None):
-        raise ValueError(f"fn {fn!r} is defined in a notebook or an interactive session; "
-                         f"spawned workers cannot import it. Define it in a module (e.g. "
-                         f"use nasedu.evaluate.ChildScorer) or use SerialEvaluator")
+        raise ValueError(
+            f"fn {fn!r} is defined in a notebook or an interactive session; "
+            f"spawned workers cannot import it. Define it in a module (e.g. "
+            f"use nasedu.evaluate.ChildScorer) or use SerialEvaluator"
+        )
     try:
         pickle.dumps(fn)  # our own object, serialised only to ship it to the workers
     except Exception as error:
-        raise ValueError(f"fn {fn!r} cannot be sent to worker processes ({error}); use a "
-                         f"module-level function or an instance of a module-level class, "
-                         f"not a lambda or a closure") from None
+        raise ValueError(
+            f"fn {fn!r} cannot be sent to worker processes ({error}); use a "
+            f"module-level function or an instance of a module-level class, "
+            f"not a lambda or a closure"
+        ) from None
 
 
 def _physical_devices(devices: list[str]) -> list[str]:
     """Check ``devices`` and translate indices through this process's own
     ``CUDA_VISIBLE_DEVICES`` (index 0 of a process that sees "2,3" is GPU 2)."""
     if isinstance(devices, str) or not devices:
-        raise ValueError(f"devices must be a non-empty list of strings such as ['0', '1'], "
-                         f"got {devices!r}")
+        raise ValueError(
+            f"devices must be a non-empty list of strings such as ['0', '1'], "
+            f"got {devices!r}"
+        )
     bad = [d for d in devices if not isinstance(d, str) or not _DEVICE.fullmatch(d)]
     if bad:
-        raise ValueError(f"unknown device(s) {bad}; valid: CUDA indices as strings ('0', "
-                         f"'1', ...) or GPU-/MIG- UUIDs from `nvidia-smi -L`")
+        raise ValueError(
+            f"unknown device(s) {bad}; valid: CUDA indices as strings ('0', "
+            f"'1', ...) or GPU-/MIG- UUIDs from `nvidia-smi -L`"
+        )
     import torch
 
     count = torch.cuda.device_count()
     indices = [int(d) for d in devices if d.isdigit()]
     if indices and max(indices) >= count:
-        valid = f"valid indices 0..{count - 1}" if count else "no CUDA device is visible"
-        raise ValueError(f"devices {devices}: {valid}; pass devices=None for CPU workers")
+        valid = (
+            f"valid indices 0..{count - 1}" if count else "no CUDA device is visible"
+        )
+        raise ValueError(
+            f"devices {devices}: {valid}; pass devices=None for CPU workers"
+        )
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is None:
         return list(devices)

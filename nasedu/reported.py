@@ -7,12 +7,12 @@ paper's table or section), so a "paper vs this run" table never hard-codes a val
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
 
-@lru_cache(maxsize=None)
+@cache
 def paper(key: str) -> dict[str, Any]:
     """The record of one paper (``data/papers/<key>.json``), e.g. ``paper("darts")``."""
     folder = resources.files("nasedu._data") / "papers"
@@ -26,11 +26,16 @@ def result(key: str, result_id: str) -> dict[str, Any]:
     """One reported result row, e.g. ``result("darts", "random_search_cifar10")``."""
     rows = {r["id"]: r for r in paper(key)["results"]}
     if result_id not in rows:
-        raise ValueError(f"paper {key!r} has no result {result_id!r}; valid choices: "
-                         f"{', '.join(rows)}")
+        raise ValueError(
+            f"paper {key!r} has no result {result_id!r}; valid choices: "
+            f"{', '.join(rows)}"
+        )
     record = paper(key)
-    return {"paper": record["short"], "hardware": record.get("hardware", "—"),
-            **rows[result_id]}
+    return {
+        "paper": record["short"],
+        "hardware": record.get("hardware", "—"),
+        **rows[result_id],
+    }
 
 
 def parameter_counts() -> list[dict[str, Any]]:

@@ -84,7 +84,9 @@ def best(records: list[HistoryRecord]) -> HistoryRecord:
     (NaN reward, see ``nasedu.parallel``) never win."""
     scored = [r for r in records if not math.isnan(r.reward)]
     if not scored:
-        raise ValueError("no successful records: the search evaluated nothing that worked")
+        raise ValueError(
+            "no successful records: the search evaluated nothing that worked"
+        )
     return max(scored, key=lambda r: (r.reward, -r.step))
 
 
@@ -131,7 +133,11 @@ class Search(abc.ABC):
     def result(self, records: list[HistoryRecord]) -> dict[str, Any]:
         """The best architecture found, as JSON-ready data (default: highest reward)."""
         top = best(records)
-        return {"architecture": top.architecture, "reward": top.reward, "step": top.step}
+        return {
+            "architecture": top.architecture,
+            "reward": top.reward,
+            "step": top.step,
+        }
 
     @abc.abstractmethod
     def state_dict(self) -> dict[str, Any]:
@@ -157,9 +163,14 @@ class AskTellSearch(Search):
     def step(self, clock: Clock) -> list[HistoryRecord]:
         architecture = self.strategy.ask()
         outcome = self.evaluator.evaluate(architecture, step=self.steps_done)
-        record = HistoryRecord(step=self.steps_done, architecture=self.space.to_json(architecture),
-                               reward=outcome.reward, cost=outcome.cost,
-                               wall_clock=clock.elapsed(), extra=outcome.extra)
+        record = HistoryRecord(
+            step=self.steps_done,
+            architecture=self.space.to_json(architecture),
+            reward=outcome.reward,
+            cost=outcome.cost,
+            wall_clock=clock.elapsed(),
+            extra=outcome.extra,
+        )
         self.strategy.tell(architecture, record)
         self.steps_done += 1
         return [record]
@@ -192,7 +203,12 @@ class Method:
     budgets: dict[str, dict[str, Any]]
     make: Callable[..., Search]
     default_dataset: dict[str, str] = field(
-        default_factory=lambda: {"smoke": "digits", "colab": "cifar10", "paper": "cifar10"})
+        default_factory=lambda: {
+            "smoke": "digits",
+            "colab": "cifar10",
+            "paper": "cifar10",
+        }
+    )
     citation: str = ""
 
     def config(self, budget: str = "smoke", **overrides: Any) -> Any:
@@ -258,10 +274,19 @@ class RunResult:
     seconds: float
 
 
-def run(method: str, *, budget: str = "smoke", dataset: str | None = None,
-        device: str = "auto", seed: int = 0, out: str | Path | None = None,
-        resume: bool = False, progress: bool = True, max_steps: int | None = None,
-        **overrides: Any) -> RunResult:
+def run(
+    method: str,
+    *,
+    budget: str = "smoke",
+    dataset: str | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    out: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    max_steps: int | None = None,
+    **overrides: Any,
+) -> RunResult:
     """Run a registered search method with checkpoints.
 
     Writes ``out/config.json`` (resolved), ``out/history.jsonl``, ``out/result.json``
@@ -278,9 +303,15 @@ def run(method: str, *, budget: str = "smoke", dataset: str | None = None,
     dataset = dataset or spec.default_dataset[budget]
     torch_device = resolve_device(device)
     out_dir = Path(out) if out is not None else None
-    run_config = {"method": method, "budget": budget, "dataset": dataset, "device": device,
-                  "resolved_device": str(torch_device), "seed": seed,
-                  "config": budgets_mod.to_dict(config)}
+    run_config = {
+        "method": method,
+        "budget": budget,
+        "dataset": dataset,
+        "device": device,
+        "resolved_device": str(torch_device),
+        "seed": seed,
+        "config": budgets_mod.to_dict(config),
+    }
     run_config = json.loads(json.dumps(run_config))  # as it reads back from config.json
     checkpoint = out_dir / "checkpoint.pt" if out_dir else None
     if out_dir:
@@ -288,14 +319,18 @@ def run(method: str, *, budget: str = "smoke", dataset: str | None = None,
         if resume and not checkpoint.exists():
             raise ValueError(f"--resume: no checkpoint at {checkpoint}")
         if not resume and checkpoint.exists():
-            raise ValueError(f"{out_dir} already holds a search; pass resume=True (--resume) "
-                             "to continue it or choose another output folder")
+            raise ValueError(
+                f"{out_dir} already holds a search; pass resume=True (--resume) "
+                "to continue it or choose another output folder"
+            )
         if resume:
             saved = json.loads((out_dir / "config.json").read_text())
             if saved != run_config:
                 changed = sorted(k for k in run_config if saved.get(k) != run_config[k])
-                raise ValueError(f"--resume with different settings than the saved run "
-                                 f"({', '.join(changed)}); see {out_dir / 'config.json'}")
+                raise ValueError(
+                    f"--resume with different settings than the saved run "
+                    f"({', '.join(changed)}); see {out_dir / 'config.json'}"
+                )
         write_json_atomic(out_dir / "config.json", run_config)
 
     seed_everything(seed)
@@ -313,9 +348,15 @@ def run(method: str, *, budget: str = "smoke", dataset: str | None = None,
     def save() -> None:
         if not out_dir:
             return
-        save_checkpoint(checkpoint, {"search": search.state_dict(), "rng": rng_state(),
-                                     "records": [r.to_dict() for r in records],
-                                     "wall_clock": clock.elapsed()})
+        save_checkpoint(
+            checkpoint,
+            {
+                "search": search.state_dict(),
+                "rng": rng_state(),
+                "records": [r.to_dict() for r in records],
+                "wall_clock": clock.elapsed(),
+            },
+        )
         # history.jsonl is rewritten from the checkpointed records, so a crash between
         # the two writes can never leave a history that disagrees with the state.
         text = "".join(json.dumps(r.to_dict()) + "\n" for r in records)
@@ -325,8 +366,12 @@ def run(method: str, *, budget: str = "smoke", dataset: str | None = None,
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=search.progress_total(), initial=len(records), desc=method,
-               disable=not progress)
+    bar = tqdm(
+        total=search.progress_total(),
+        initial=len(records),
+        desc=method,
+        disable=not progress,
+    )
     steps_this_call = 0
     with _deferred_signals() as caught:
         while not search.done():
@@ -341,9 +386,12 @@ def run(method: str, *, budget: str = "smoke", dataset: str | None = None,
             save()
             if caught:
                 bar.close()
-                raise Interrupted(f"search interrupted by signal {caught[0]}; state saved to "
-                                  f"{checkpoint}; continue with --resume" if checkpoint else
-                                  "search interrupted (no --out folder, nothing saved)")
+                raise Interrupted(
+                    f"search interrupted by signal {caught[0]}; state saved to "
+                    f"{checkpoint}; continue with --resume"
+                    if checkpoint
+                    else "search interrupted (no --out folder, nothing saved)"
+                )
     bar.close()
     result = search.result(records) if records else {}
     if out_dir and search.done():

@@ -43,10 +43,12 @@ FAMILY_COLORS: dict[str, str] = {
 INPUT_FILL, NODE_FILL, OUTPUT_FILL = "#C8E6C9", "#BBDEFB", "#FFF3B0"
 IDLE_FILL = "#ECEFF1"  # nodes that do nothing: unused, or fed only by ``none``
 CONCAT_COLOR = "#9E9E9E"
-INSTALL_HINT = ("install Graphviz's `dot` for the DARTS-style drawings: "
-                "`sudo apt-get install graphviz` (Debian/Ubuntu, Colab: `!apt-get install "
-                "graphviz`), `brew install graphviz` (macOS) or `conda install -c conda-forge "
-                "graphviz`")
+INSTALL_HINT = (
+    "install Graphviz's `dot` for the DARTS-style drawings: "
+    "`sudo apt-get install graphviz` (Debian/Ubuntu, Colab: `!apt-get install "
+    "graphviz`), `brew install graphviz` (macOS) or `conda install -c conda-forge "
+    "graphviz`"
+)
 
 _warned_no_dot = False
 
@@ -87,13 +89,18 @@ def _state_name(j: int) -> str:
 def _cell_edges(genotype: Genotype, cell: str) -> list[tuple[str, int, int]]:
     """Live edges ``(op, src_state, dst_state)`` of ``cell``; ``none`` edges are dropped."""
     if not isinstance(genotype, Genotype):
-        raise ValueError(f"draw_cell needs a nasedu.genotypes.Genotype, got "
-                         f"{type(genotype).__name__}; use nasedu.genotypes.load(name)")
+        raise ValueError(
+            f"draw_cell needs a nasedu.genotypes.Genotype, got "
+            f"{type(genotype).__name__}; use nasedu.genotypes.load(name)"
+        )
     if cell not in CELLS:
         raise ValueError(f"unknown cell {cell!r}; valid choices: {', '.join(CELLS)}")
-    return [(op, src, i + 2)
-            for i, node in enumerate(genotype.nodes(cell))
-            for op, src in node if op != "none"]
+    return [
+        (op, src, i + 2)
+        for i, node in enumerate(genotype.nodes(cell))
+        for op, src in node
+        if op != "none"
+    ]
 
 
 def _idle_states(genotype: Genotype, cell: str, edges) -> set[int]:
@@ -101,21 +108,26 @@ def _idle_states(genotype: Genotype, cell: str, edges) -> set[int]:
     node, or fed only by ``none`` edges (constant zero)."""
     used = set(genotype.concat(cell)) | {src for _, src, _ in edges}
     fed = {dst for _, _, dst in edges}
-    return {j for j in range(2, genotype.steps(cell) + 2) if j not in used or j not in fed}
+    return {
+        j for j in range(2, genotype.steps(cell) + 2) if j not in used or j not in fed
+    }
 
 
 def _check_engine(engine: str) -> str:
     if engine not in ENGINES:
-        raise ValueError(f"unknown drawing engine {engine!r}; valid choices: "
-                         f"{', '.join(ENGINES)}")
+        raise ValueError(
+            f"unknown drawing engine {engine!r}; valid choices: {', '.join(ENGINES)}"
+        )
     if engine == "auto":
         if has_dot():
             return "graphviz"
         _note_missing_dot()
         return "matplotlib"
     if engine == "graphviz" and not has_dot():
-        raise RuntimeError(f"engine='graphviz' needs Graphviz's `dot`, which is not on the "
-                           f"PATH; {INSTALL_HINT}, or pass engine='matplotlib'")
+        raise RuntimeError(
+            f"engine='graphviz' needs Graphviz's `dot`, which is not on the "
+            f"PATH; {INSTALL_HINT}, or pass engine='matplotlib'"
+        )
     return engine
 
 
@@ -123,8 +135,12 @@ def _note_missing_dot() -> None:
     global _warned_no_dot
     if not _warned_no_dot:
         _warned_no_dot = True
-        warnings.warn(f"Graphviz's `dot` was not found, so cells are drawn with matplotlib; "
-                      f"{INSTALL_HINT}.", UserWarning, stacklevel=4)
+        warnings.warn(
+            f"Graphviz's `dot` was not found, so cells are drawn with matplotlib; "
+            f"{INSTALL_HINT}.",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 # ---------------------------------------------------------------------- graphviz
@@ -136,10 +152,25 @@ def _graphviz_cell(genotype: Genotype, cell: str, title: str | None):
     font = "Helvetica,Arial,sans-serif"
     g = graphviz.Digraph(
         format="svg",
-        graph_attr=dict(rankdir="LR", nodesep="0.35", ranksep="0.9", fontname=font,
-                        fontsize="16", bgcolor="white", pad="0.15"),
-        node_attr=dict(shape="box", style="rounded,filled", fontname=font, fontsize="16",
-                       height="0.45", width="0.6", penwidth="1.6", color="#37474F"),
+        graph_attr=dict(
+            rankdir="LR",
+            nodesep="0.35",
+            ranksep="0.9",
+            fontname=font,
+            fontsize="16",
+            bgcolor="white",
+            pad="0.15",
+        ),
+        node_attr=dict(
+            shape="box",
+            style="rounded,filled",
+            fontname=font,
+            fontsize="16",
+            height="0.45",
+            width="0.6",
+            penwidth="1.6",
+            color="#37474F",
+        ),
         edge_attr=dict(fontname=font, fontsize="13", penwidth="1.6", arrowsize="0.8"),
     )
     if title:
@@ -151,17 +182,27 @@ def _graphviz_cell(genotype: Genotype, cell: str, title: str | None):
         inputs.edge(_state_name(0), _state_name(1), style="invis")
     for j in range(2, genotype.steps(cell) + 2):
         if j in idle:  # a wasted node is worth seeing, not worth hiding
-            g.node(_state_name(j), fillcolor=IDLE_FILL, style="rounded,filled,dashed",
-                   tooltip="unused, or fed only by 'none' edges")
+            g.node(
+                _state_name(j),
+                fillcolor=IDLE_FILL,
+                style="rounded,filled,dashed",
+                tooltip="unused, or fed only by 'none' edges",
+            )
         else:
             g.node(_state_name(j), fillcolor=NODE_FILL)
     g.node("c_{k}", fillcolor=OUTPUT_FILL)
     for op, src, dst in edges:
         color = op_color(op)
-        g.edge(_state_name(src), _state_name(dst), label=op, color=color, fontcolor=color)
+        g.edge(
+            _state_name(src), _state_name(dst), label=op, color=color, fontcolor=color
+        )
     for j in genotype.concat(cell):
-        g.edge(_state_name(j), "c_{k}", color=CONCAT_COLOR,
-               style="dashed" if j < 2 else "solid")
+        g.edge(
+            _state_name(j),
+            "c_{k}",
+            color=CONCAT_COLOR,
+            style="dashed" if j < 2 else "solid",
+        )
     return g
 
 
@@ -175,10 +216,14 @@ _ARROW_IN = 0.3  # length of the arrow from an op box into its node
 
 
 def _label_width(op: str) -> float:
-    return 0.6 * _LABEL_PT / 72 * len(op) + 0.16  # DejaVu Sans averages ~0.6 em per char
+    return (
+        0.6 * _LABEL_PT / 72 * len(op) + 0.16
+    )  # DejaVu Sans averages ~0.6 em per char
 
 
-def _layered_layout(genotype: Genotype, cell: str, edges) -> dict[int, tuple[float, float]]:
+def _layered_layout(
+    genotype: Genotype, cell: str, edges
+) -> dict[int, tuple[float, float]]:
     """Positions of states, DARTS-style: column = longest path from the inputs.
 
     The output node is state ``-1``. Within a column nodes are ordered by the mean
@@ -192,15 +237,20 @@ def _layered_layout(genotype: Genotype, cell: str, edges) -> dict[int, tuple[flo
     for j in range(2, steps + 2):
         depth[j] = 1 + max((depth[i] for i in preds[j]), default=0)
     depth[-1] = 1 + max(depth.values())
-    tallest = max(sum(1 for j in depth if j >= 2 and depth[j] == d)
-                  for d in range(1, depth[-1]))
+    tallest = max(
+        sum(1 for j in depth if j >= 2 and depth[j] == d) for d in range(1, depth[-1])
+    )
     # The inputs span most of the tallest column, so their fans of edges do not bunch up.
     spread = max(_DY, (tallest - 1) * _DY * 0.75) / 2
     pos: dict[int, tuple[float, float]] = {0: (0.0, spread), 1: (0.0, -spread)}
     for d in range(1, depth[-1]):
         column = [j for j in range(2, steps + 2) if depth[j] == d]
-        column.sort(key=lambda j: (-np.mean([pos[i][1] for i in preds[j]])
-                                   if preds[j] else 0.0, j))
+        column.sort(
+            key=lambda j: (
+                -np.mean([pos[i][1] for i in preds[j]]) if preds[j] else 0.0,
+                j,
+            )
+        )
         top = (len(column) - 1) * _DY / 2
         for row, j in enumerate(column):
             pos[j] = (d * _DX, top - row * _DY)
@@ -224,11 +274,18 @@ def _op_layout(edges, pos) -> list[tuple[float, float]]:
     for k, (_, _, dst) in enumerate(edges):
         columns.setdefault(pos[dst][0], []).append(k)
     for x_target, ks in columns.items():
-        x = x_target - _BOX_W / 2 - _ARROW_IN - max(_label_width(edges[k][0]) for k in ks) / 2
+        x = (
+            x_target
+            - _BOX_W / 2
+            - _ARROW_IN
+            - max(_label_width(edges[k][0]) for k in ks) / 2
+        )
         wanted = {}
         for dst in {edges[k][2] for k in ks}:
-            mine = sorted((k for k in ks if edges[k][2] == dst),
-                          key=lambda k: -pos[edges[k][1]][1])
+            mine = sorted(
+                (k for k in ks if edges[k][2] == dst),
+                key=lambda k: -pos[edges[k][1]][1],
+            )
             for i, k in enumerate(mine):
                 wanted[k] = pos[dst][1] + ((len(mine) - 1) / 2 - i) * (_OP_H + _OP_GAP)
         order = sorted(ks, key=lambda k: -wanted[k])
@@ -256,9 +313,17 @@ def _bow(a, b, obstacles: list[tuple[float, float, float, float]]):
     best = (np.inf, 0.0, None)
     for rad in (0.0, -0.12, 0.12, -0.24, 0.24, -0.36, 0.36, -0.5, 0.5):
         pts = _bezier(p0, (p0 + p2) / 2 + rad * np.array([d[1], -d[0]]), p2, t)
-        hits = sum(int(((pts[:, 0] > x0) & (pts[:, 0] < x1)
-                        & (pts[:, 1] > y0) & (pts[:, 1] < y1)).sum())
-                   for x0, y0, x1, y1 in obstacles)
+        hits = sum(
+            int(
+                (
+                    (pts[:, 0] > x0)
+                    & (pts[:, 0] < x1)
+                    & (pts[:, 1] > y0)
+                    & (pts[:, 1] < y1)
+                ).sum()
+            )
+            for x0, y0, x1, y1 in obstacles
+        )
         score = hits + abs(rad)  # one box crossed costs more than any bend
         if score < best[0]:
             best = (score, rad, pts)
@@ -283,12 +348,22 @@ def _matplotlib_cell(genotype: Genotype, cell: str, title: str | None):
     widths = [_label_width(op) for op, _, _ in edges]
 
     # Node and op boxes, slightly inflated: what the curves bow around.
-    rects = {("node", j): (x - _BOX_W / 2 - 0.04, y - _BOX_H / 2 - 0.04,
-                           x + _BOX_W / 2 + 0.04, y + _BOX_H / 2 + 0.04)
-             for j, (x, y) in pos.items()}
+    rects = {
+        ("node", j): (
+            x - _BOX_W / 2 - 0.04,
+            y - _BOX_H / 2 - 0.04,
+            x + _BOX_W / 2 + 0.04,
+            y + _BOX_H / 2 + 0.04,
+        )
+        for j, (x, y) in pos.items()
+    }
     for k, ((x, y), w) in enumerate(zip(ops, widths, strict=True)):
-        rects[("op", k)] = (x - w / 2 - 0.04, y - _OP_H / 2 - 0.02,
-                            x + w / 2 + 0.04, y + _OP_H / 2 + 0.02)
+        rects[("op", k)] = (
+            x - w / 2 - 0.04,
+            y - _OP_H / 2 - 0.02,
+            x + w / 2 + 0.04,
+            y + _OP_H / 2 + 0.02,
+        )
     # (start, end, node at start, node at end, colour, arrow head, dashed, rad)
     links = []
 
@@ -298,18 +373,50 @@ def _matplotlib_cell(genotype: Genotype, cell: str, title: str | None):
         return points
 
     curves = []
-    for k, ((op, src, dst), (x, y), w) in enumerate(zip(edges, ops, widths, strict=True)):
+    for k, ((op, src, dst), (x, y), w) in enumerate(
+        zip(edges, ops, widths, strict=True)
+    ):
         # Enter the op box on its left and leave on its right, like text on a wire.
-        curves.append(plan(pos[src], (x - w / 2, y), (("node", src), ("op", k)), src, None,
-                           op_color(op), arrow=False))
-        curves.append(plan((x + w / 2, y), pos[dst], (("node", dst), ("op", k)), None, dst,
-                           op_color(op), arrow=True))
+        curves.append(
+            plan(
+                pos[src],
+                (x - w / 2, y),
+                (("node", src), ("op", k)),
+                src,
+                None,
+                op_color(op),
+                arrow=False,
+            )
+        )
+        curves.append(
+            plan(
+                (x + w / 2, y),
+                pos[dst],
+                (("node", dst), ("op", k)),
+                None,
+                dst,
+                op_color(op),
+                arrow=True,
+            )
+        )
     for j in genotype.concat(cell):
-        curves.append(plan(pos[j], pos[-1], (("node", j), ("node", -1)), j, -1,
-                           CONCAT_COLOR, arrow=True, dashed=j < 2))
+        curves.append(
+            plan(
+                pos[j],
+                pos[-1],
+                (("node", j), ("node", -1)),
+                j,
+                -1,
+                CONCAT_COLOR,
+                arrow=True,
+                dashed=j < 2,
+            )
+        )
 
-    corners = np.array([c for r in rects.values() for c in (r[:2], r[2:])]
-                       + [p for c in curves for p in c])
+    corners = np.array(
+        [c for r in rects.values() for c in (r[:2], r[2:])]
+        + [p for c in curves for p in c]
+    )
     (x0, y0), (x1, y1) = corners.min(0) - 0.12, corners.max(0) + 0.12
     head = 0.45 if title else 0.0
     fig = plt.figure(figsize=(x1 - x0, y1 - y0 + head))
@@ -327,36 +434,80 @@ def _matplotlib_cell(genotype: Genotype, cell: str, title: str | None):
         else:
             text = str(j - 2)
             fill, style = (IDLE_FILL, "--") if j in idle else (NODE_FILL, "-")
-        boxes[j] = FancyBboxPatch((x - _BOX_W / 2, y - _BOX_H / 2), _BOX_W, _BOX_H,
-                                  boxstyle="round,pad=0,rounding_size=0.08", facecolor=fill,
-                                  edgecolor="#37474F", linewidth=1.4, linestyle=style,
-                                  zorder=3)
+        boxes[j] = FancyBboxPatch(
+            (x - _BOX_W / 2, y - _BOX_H / 2),
+            _BOX_W,
+            _BOX_H,
+            boxstyle="round,pad=0,rounding_size=0.08",
+            facecolor=fill,
+            edgecolor="#37474F",
+            linewidth=1.4,
+            linestyle=style,
+            zorder=3,
+        )
         ax.add_patch(boxes[j])
         ax.text(x, y, text, ha="center", va="center", fontsize=13, zorder=4)
     for (op, _, _), (x, y), w in zip(edges, ops, widths, strict=True):
         color = op_color(op)
-        ax.add_patch(FancyBboxPatch((x - w / 2, y - _OP_H / 2), w, _OP_H,
-                                    boxstyle="round,pad=0,rounding_size=0.06",
-                                    facecolor=_tint(color), edgecolor=color, linewidth=1.1,
-                                    zorder=3))
-        ax.text(x, y, op, ha="center", va="center", fontsize=_LABEL_PT, color=color, zorder=4)
+        ax.add_patch(
+            FancyBboxPatch(
+                (x - w / 2, y - _OP_H / 2),
+                w,
+                _OP_H,
+                boxstyle="round,pad=0,rounding_size=0.06",
+                facecolor=_tint(color),
+                edgecolor=color,
+                linewidth=1.1,
+                zorder=3,
+            )
+        )
+        ax.text(
+            x,
+            y,
+            op,
+            ha="center",
+            va="center",
+            fontsize=_LABEL_PT,
+            color=color,
+            zorder=4,
+        )
     for a, b, node_a, node_b, color, arrow, dashed, rad in links:
-        ax.add_patch(FancyArrowPatch(
-            a, b, patchA=boxes.get(node_a), patchB=boxes.get(node_b),
-            connectionstyle=f"arc3,rad={rad}", arrowstyle="-|>" if arrow else "-",
-            mutation_scale=13, color=color, linewidth=1.5, linestyle="--" if dashed else "-",
-            zorder=2))
+        ax.add_patch(
+            FancyArrowPatch(
+                a,
+                b,
+                patchA=boxes.get(node_a),
+                patchB=boxes.get(node_b),
+                connectionstyle=f"arc3,rad={rad}",
+                arrowstyle="-|>" if arrow else "-",
+                mutation_scale=13,
+                color=color,
+                linewidth=1.5,
+                linestyle="--" if dashed else "-",
+                zorder=2,
+            )
+        )
     if title:
-        fig.text(0.5, 1 - head / 2 / (y1 - y0 + head), title, ha="center", va="center",
-                 fontsize=14)
+        fig.text(
+            0.5,
+            1 - head / 2 / (y1 - y0 + head),
+            title,
+            ha="center",
+            va="center",
+            fontsize=14,
+        )
     # Closed so Jupyter shows it once, through the returned Figure's own display.
     plt.close(fig)
     return fig
 
 
 # ---------------------------------------------------------------------- public drawing
-def draw_cell(genotype: Genotype, cell: str = "normal", engine: str = "auto",
-              title: str | None = None):
+def draw_cell(
+    genotype: Genotype,
+    cell: str = "normal",
+    engine: str = "auto",
+    title: str | None = None,
+):
     """Draw one cell of a genotype, DARTS-figure style (chapter *Introduction*).
 
     Inputs are ``c_{k-2}``, ``c_{k-1}`` (outputs of the two previous cells),
@@ -389,11 +540,15 @@ def draw_cell(genotype: Genotype, cell: str = "normal", engine: str = "auto",
 
 def _bare_svg(text: str) -> str:
     """Drop the XML prolog and DOCTYPE so the SVG can sit inline in HTML."""
-    return text[text.index("<svg"):].strip()
+    return text[text.index("<svg") :].strip()
 
 
-def cell_svg(genotype: Genotype, cell: str = "normal", engine: str = "auto",
-             title: str | None = None) -> str:
+def cell_svg(
+    genotype: Genotype,
+    cell: str = "normal",
+    engine: str = "auto",
+    title: str | None = None,
+) -> str:
     """One cell as an inline SVG string (``<svg ...>...</svg>``), for precomputed views.
 
     Uses Graphviz when ``dot`` exists, else matplotlib with text kept as text, so the
@@ -412,7 +567,9 @@ def cell_svg(genotype: Genotype, cell: str = "normal", engine: str = "auto",
 
 def responsive_svg(svg: str, max_width: str = "100%") -> str:
     """Let an SVG shrink to its container (keeps its viewBox, drops fixed height)."""
-    return re.sub(r"<svg\b", f'<svg style="max-width:{max_width};height:auto"', svg, count=1)
+    return re.sub(
+        r"<svg\b", f'<svg style="max-width:{max_width};height:auto"', svg, count=1
+    )
 
 
 # ---------------------------------------------------------------------- histories
@@ -427,12 +584,20 @@ def _field(record: Any, name: str) -> Any:
         extra = getattr(record, "extra", None) or {}
     if name in extra:
         return extra[name]
-    raise ValueError(f"history record has no field {name!r}; records carry step, reward, "
-                     f"cost, wall_clock, architecture (and method-specific 'extra')")
+    raise ValueError(
+        f"history record has no field {name!r}; records carry step, reward, "
+        f"cost, wall_clock, architecture (and method-specific 'extra')"
+    )
 
 
-def plot_history(records: Iterable[Any], x: str = "step", y: str = "reward", ax=None,
-                 label: str | None = None, best_so_far: bool = True):
+def plot_history(
+    records: Iterable[Any],
+    x: str = "step",
+    y: str = "reward",
+    ax=None,
+    label: str | None = None,
+    best_so_far: bool = True,
+):
     """Plot a search history: one point per evaluation plus the best-so-far curve.
 
     Every method returns the same ``HistoryRecord`` (``nasedu.search``), so calling
@@ -453,7 +618,9 @@ def plot_history(records: Iterable[Any], x: str = "step", y: str = "reward", ax=
         The matplotlib Axes.
     """
     if x not in HISTORY_AXES:
-        raise ValueError(f"unknown x axis {x!r}; valid choices: {', '.join(HISTORY_AXES)}")
+        raise ValueError(
+            f"unknown x axis {x!r}; valid choices: {', '.join(HISTORY_AXES)}"
+        )
     records = list(records)
     if not records:
         raise ValueError("plot_history got no records; run a search first")
@@ -470,10 +637,21 @@ def plot_history(records: Iterable[Any], x: str = "step", y: str = "reward", ax=
         _, ax = plt.subplots(figsize=(6.4, 3.8))
     points = ax.scatter(xs, ys, s=18, alpha=0.45, label=None if best_so_far else label)
     if best_so_far:
-        ax.plot(xs, np.maximum.accumulate(ys), drawstyle="steps-post", linewidth=2,
-                color=points.get_facecolor()[0][:3], label=label)
-    ax.set_xlabel({"step": "evaluations", "wall_clock": "wall-clock (s)",
-                   "cost": "cumulative compute cost (s)"}[x])
+        ax.plot(
+            xs,
+            np.maximum.accumulate(ys),
+            drawstyle="steps-post",
+            linewidth=2,
+            color=points.get_facecolor()[0][:3],
+            label=label,
+        )
+    ax.set_xlabel(
+        {
+            "step": "evaluations",
+            "wall_clock": "wall-clock (s)",
+            "cost": "cumulative compute cost (s)",
+        }[x]
+    )
     ax.set_ylabel(y.replace("_", " "))
     ax.grid(True, alpha=0.3)
     if label is not None:
@@ -496,22 +674,39 @@ def plot_training(history: Sequence[dict[str, Any]]):
     if not history:
         raise ValueError("plot_training got an empty history")
     if not all(isinstance(h, dict) and "epoch" in h for h in history):
-        raise ValueError("plot_training needs a list of dicts that each have an 'epoch' key")
+        raise ValueError(
+            "plot_training needs a list of dicts that each have an 'epoch' key"
+        )
     import matplotlib.pyplot as plt
 
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
     epochs = np.array([h["epoch"] for h in history], dtype=float)
-    styles = {"train": dict(color="#0072B2"), "valid": dict(color="#D55E00"),
-              "test": dict(color="#009E73", linestyle="--")}
+    styles = {
+        "train": dict(color="#0072B2"),
+        "valid": dict(color="#D55E00"),
+        "test": dict(color="#009E73", linestyle="--"),
+    }
     drawn = {ax_loss: 0, ax_acc: 0}
     for ax, kind in ((ax_loss, "loss"), (ax_acc, "acc")):
         for split, style in styles.items():
-            values = np.array([np.nan if h.get(f"{split}_{kind}") is None
-                               else float(h[f"{split}_{kind}"]) for h in history])
+            values = np.array(
+                [
+                    np.nan
+                    if h.get(f"{split}_{kind}") is None
+                    else float(h[f"{split}_{kind}"])
+                    for h in history
+                ]
+            )
             if np.isnan(values).all():
                 continue
-            ax.plot(epochs, values, marker="o" if len(epochs) <= 30 else None,
-                    markersize=3, label=split, **style)
+            ax.plot(
+                epochs,
+                values,
+                marker="o" if len(epochs) <= 30 else None,
+                markersize=3,
+                label=split,
+                **style,
+            )
             drawn[ax] += 1
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss" if kind == "loss" else "accuracy")
@@ -520,15 +715,22 @@ def plot_training(history: Sequence[dict[str, Any]]):
             ax.legend(frameon=False)
     if not any(drawn.values()):
         plt.close(fig)
-        raise ValueError("plot_training found no train/valid/test loss or accuracy values; "
-                         "keys must look like 'train_loss', 'valid_acc', ...")
+        raise ValueError(
+            "plot_training found no train/valid/test loss or accuracy values; "
+            "keys must look like 'train_loss', 'valid_acc', ..."
+        )
     fig.tight_layout()
     plt.close(fig)  # displayed once, through the returned Figure
     return fig
 
 
-def plot_alpha_heatmap(weights, row_labels: Sequence[str], col_labels: Sequence[str],
-                       ax=None, title: str | None = None):
+def plot_alpha_heatmap(
+    weights,
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
+    ax=None,
+    title: str | None = None,
+):
     """A labelled heatmap, e.g. softmax(α) per edge (rows) × op (columns) in DARTS §2.2.
 
     Args:
@@ -547,8 +749,10 @@ def plot_alpha_heatmap(weights, row_labels: Sequence[str], col_labels: Sequence[
     if w.ndim != 2:
         raise ValueError(f"weights must be 2-D (rows × columns), got shape {w.shape}")
     if w.shape != (len(row_labels), len(col_labels)):
-        raise ValueError(f"weights have shape {w.shape} but there are {len(row_labels)} "
-                         f"row labels and {len(col_labels)} column labels")
+        raise ValueError(
+            f"weights have shape {w.shape} but there are {len(row_labels)} "
+            f"row labels and {len(col_labels)} column labels"
+        )
     import matplotlib.pyplot as plt
 
     if ax is None:
@@ -560,8 +764,15 @@ def plot_alpha_heatmap(weights, row_labels: Sequence[str], col_labels: Sequence[
     if w.size <= 400:  # values stay readable only on small grids
         middle = (np.nanmin(w) + np.nanmax(w)) / 2
         for (i, j), v in np.ndenumerate(w):
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8,
-                    color="black" if v > middle else "white")
+            ax.text(
+                j,
+                i,
+                f"{v:.2f}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="black" if v > middle else "white",
+            )
     if title:
         ax.set_title(title)
     return ax

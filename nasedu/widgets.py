@@ -40,27 +40,38 @@ def _caption(name: str, count: int | None, count_note: str) -> str:
 
 def _cell_html(genotype: Genotype, cell: str) -> str:
     svg = responsive_svg(cell_svg(genotype, cell))
-    return (f"<div style='text-align:center'><div style='font-size:13px;color:#444'>"
-            f"{CELL_NAMES[cell]}</div>{svg}</div>")
+    return (
+        f"<div style='text-align:center'><div style='font-size:13px;color:#444'>"
+        f"{CELL_NAMES[cell]}</div>{svg}</div>"
+    )
 
 
 def _cell_pair(genotype: Genotype) -> W.HBox:
     """Normal and reduction cell side by side, wrapping onto two rows when narrow."""
-    views = [W.HTML(value=_cell_html(genotype, cell),
-                    layout=W.Layout(flex="1 1 420px", min_width="320px", margin="0 6px"))
-             for cell in ("normal", "reduce")]
-    return W.HBox(views, layout=W.Layout(flex_flow="row wrap", align_items="center",
-                                         width="100%"))
+    views = [
+        W.HTML(
+            value=_cell_html(genotype, cell),
+            layout=W.Layout(flex="1 1 420px", min_width="320px", margin="0 6px"),
+        )
+        for cell in ("normal", "reduce")
+    ]
+    return W.HBox(
+        views, layout=W.Layout(flex_flow="row wrap", align_items="center", width="100%")
+    )
 
 
 def _check_genotypes(genotypes: Mapping[str, Genotype]) -> None:
     if not isinstance(genotypes, Mapping) or not genotypes:
-        raise ValueError("the explorer needs a non-empty dict {name: Genotype}, e.g. "
-                         "{n: nasedu.genotypes.load(n) for n in nasedu.genotypes.names()}")
+        raise ValueError(
+            "the explorer needs a non-empty dict {name: Genotype}, e.g. "
+            "{n: nasedu.genotypes.load(n) for n in nasedu.genotypes.names()}"
+        )
     bad = [name for name, g in genotypes.items() if not isinstance(g, Genotype)]
     if bad:
-        raise ValueError(f"{bad[0]!r} is not a nasedu.genotypes.Genotype; load it with "
-                         f"nasedu.genotypes.load or Genotype.from_json")
+        raise ValueError(
+            f"{bad[0]!r} is not a nasedu.genotypes.Genotype; load it with "
+            f"nasedu.genotypes.load or Genotype.from_json"
+        )
 
 
 def _titled_tab(children: Sequence[W.Widget], titles: Sequence[str]) -> W.Tab:
@@ -71,8 +82,11 @@ def _titled_tab(children: Sequence[W.Widget], titles: Sequence[str]) -> W.Tab:
     return tab
 
 
-def cell_explorer(genotypes: Mapping[str, Genotype], counts: Mapping[str, int] | None = None,
-                  count_note: str = "") -> W.Tab:
+def cell_explorer(
+    genotypes: Mapping[str, Genotype],
+    counts: Mapping[str, int] | None = None,
+    count_note: str = "",
+) -> W.Tab:
     """A gallery of cells: one tab per genotype, normal and reduction cell side by side.
 
     **Works in the static book**: every drawing is precomputed SVG held in ``HTML``
@@ -92,16 +106,27 @@ def cell_explorer(genotypes: Mapping[str, Genotype], counts: Mapping[str, int] |
     counts = dict(counts or {})
     unknown = sorted(set(counts) - set(genotypes))
     if unknown:
-        raise ValueError(f"counts given for unknown genotype {unknown[0]!r}; valid names: "
-                         f"{', '.join(genotypes)}")
-    pages = [W.VBox([W.HTML(value=_caption(name, counts.get(name), count_note)),
-                     _cell_pair(genotype)])
-             for name, genotype in genotypes.items()]
+        raise ValueError(
+            f"counts given for unknown genotype {unknown[0]!r}; valid names: "
+            f"{', '.join(genotypes)}"
+        )
+    pages = [
+        W.VBox(
+            [
+                W.HTML(value=_caption(name, counts.get(name), count_note)),
+                _cell_pair(genotype),
+            ]
+        )
+        for name, genotype in genotypes.items()
+    ]
     return _titled_tab(pages, list(genotypes))
 
 
-def live_cell_explorer(genotypes: Mapping[str, Genotype],
-                       counts: Mapping[str, int] | None = None, count_note: str = "") -> W.VBox:
+def live_cell_explorer(
+    genotypes: Mapping[str, Genotype],
+    counts: Mapping[str, int] | None = None,
+    count_note: str = "",
+) -> W.VBox:
     """A ``Dropdown`` that draws the chosen genotype on demand (``observe`` callback).
 
     **Live only** (Jupyter, Colab): in the static book the callback cannot run, so
@@ -127,7 +152,9 @@ def live_cell_explorer(genotypes: Mapping[str, Genotype],
 
         page = _caption(name, counts.get(name), count_note) + "".join(
             f"<div style='display:inline-block;vertical-align:middle;max-width:49%'>"
-            f"{_cell_html(genotypes[name], cell)}</div>" for cell in ("normal", "reduce"))
+            f"{_cell_html(genotypes[name], cell)}</div>"
+            for cell in ("normal", "reduce")
+        )
         # Replacing ``outputs`` needs no kernel context, unlike ``clear_output``/``with out``.
         out.outputs = ()
         out.append_display_data(HTML(page))
@@ -137,8 +164,9 @@ def live_cell_explorer(genotypes: Mapping[str, Genotype],
     return W.VBox([choose, out])
 
 
-def precomputed_slider(frames: Sequence[str], labels: Sequence[str],
-                       description: str = "") -> W.VBox:
+def precomputed_slider(
+    frames: Sequence[str], labels: Sequence[str], description: str = ""
+) -> W.VBox:
     """Scrub through precomputed HTML/SVG frames, e.g. a cell at each search epoch.
 
     **Works in the static book**: the frames are ``Tab`` children, and a
@@ -157,14 +185,24 @@ def precomputed_slider(frames: Sequence[str], labels: Sequence[str],
     if not frames:
         raise ValueError("precomputed_slider needs at least one frame")
     if len(frames) != len(labels):
-        raise ValueError(f"got {len(frames)} frames but {len(labels)} labels; give one label "
-                         f"per frame")
+        raise ValueError(
+            f"got {len(frames)} frames but {len(labels)} labels; give one label "
+            f"per frame"
+        )
     if len(set(labels)) != len(labels):
-        raise ValueError("precomputed_slider labels must be distinct (the slider selects by "
-                         "label)")
+        raise ValueError(
+            "precomputed_slider labels must be distinct (the slider selects by label)"
+        )
     tab = _titled_tab([W.HTML(value=frame) for frame in frames], labels)
-    slider = W.SelectionSlider(options=labels, value=labels[0], description="",
-                               continuous_update=True, layout=W.Layout(width="60%"))
+    slider = W.SelectionSlider(
+        options=labels,
+        value=labels[0],
+        description="",
+        continuous_update=True,
+        layout=W.Layout(width="60%"),
+    )
     W.jslink((slider, "index"), (tab, "selected_index"))
-    header = W.HTML(value=f"<div style='font-size:14px'>{html.escape(description)}</div>")
+    header = W.HTML(
+        value=f"<div style='font-size:14px'>{html.escape(description)}</div>"
+    )
     return W.VBox([header, slider, tab])

@@ -33,11 +33,20 @@ CACHE_DIR = REPO / ".jupyter_cache"  # must match `execute.cache` in _config.yml
 KERNEL_NAME = "python3"
 CELL_TIMEOUT_S = 600  # same as `execute.timeout` in _config.yml
 BUDGET_NAMES = ("smoke", "colab", "paper")
-REQUIRED_KEYS = ("name", "file", "title", "paper", "method", "smoke_seconds_limit", "budgets",
-                 "glue")
+REQUIRED_KEYS = (
+    "name",
+    "file",
+    "title",
+    "paper",
+    "method",
+    "smoke_seconds_limit",
+    "budgets",
+    "glue",
+)
 
 
 # ---- chapter metadata ------------------------------------------------------------------------
+
 
 def load_chapters(path: Path = CHAPTERS_YML) -> list[dict[str, Any]]:
     """All chapters of ``book/chapters.yml`` in book order, checked for the fields the
@@ -51,19 +60,27 @@ def load_chapters(path: Path = CHAPTERS_YML) -> list[dict[str, Any]]:
     for chapter in chapters:
         missing = [key for key in REQUIRED_KEYS if key not in chapter]
         if missing:
-            raise ValueError(f"{path.name}: chapter {chapter.get('name')!r} lacks {missing}; "
-                             f"required fields: {', '.join(REQUIRED_KEYS)}")
+            raise ValueError(
+                f"{path.name}: chapter {chapter.get('name')!r} lacks {missing}; "
+                f"required fields: {', '.join(REQUIRED_KEYS)}"
+            )
         if chapter["name"] in seen:
             raise ValueError(f"{path.name}: duplicate chapter name {chapter['name']!r}")
         seen.add(chapter["name"])
         if set(chapter["budgets"]) != set(BUDGET_NAMES):
-            raise ValueError(f"{path.name}: chapter {chapter['name']!r} has budgets "
-                             f"{sorted(chapter['budgets'])}; expected {list(BUDGET_NAMES)}")
+            raise ValueError(
+                f"{path.name}: chapter {chapter['name']!r} has budgets "
+                f"{sorted(chapter['budgets'])}; expected {list(BUDGET_NAMES)}"
+            )
         for item in chapter["glue"]:
             low, high = item.get("min"), item.get("max")
-            if "name" not in item or (low is not None and high is not None and low > high):
-                raise ValueError(f"{path.name}: chapter {chapter['name']!r} has a bad glue "
-                                 f"entry {item!r}; expected {{name, min?, max?}}, min <= max")
+            if "name" not in item or (
+                low is not None and high is not None and low > high
+            ):
+                raise ValueError(
+                    f"{path.name}: chapter {chapter['name']!r} has a bad glue "
+                    f"entry {item!r}; expected {{name, min?, max?}}, min <= max"
+                )
     return chapters
 
 
@@ -73,6 +90,7 @@ def existing_chapters(path: Path = CHAPTERS_YML) -> list[dict[str, Any]]:
 
 
 # ---- reading notebooks -----------------------------------------------------------------------
+
 
 def _parse_repr(text: str) -> Any:
     """A glued value back from its ``text/plain`` repr, without ``eval``.
@@ -107,7 +125,10 @@ def glued_values(nb: Any) -> dict[str, Any]:
             continue
         for output in cell.get("outputs", []):
             scrap = output.get("metadata", {}).get("scrapbook")
-            if not scrap or output.get("output_type") not in ("display_data", "execute_result"):
+            if not scrap or output.get("output_type") not in (
+                "display_data",
+                "execute_result",
+            ):
                 continue
             text = output["data"].get(scrap.get("mime_prefix", "") + "text/plain")
             values[scrap["name"]] = None if text is None else _parse_repr(text)
@@ -118,16 +139,21 @@ def parameter_names(source: str) -> set[str]:
     """Names assigned at the top level of a ``parameters`` cell."""
     names: set[str] = set()
     for node in ast.parse(source).body:
-        targets = node.targets if isinstance(node, ast.Assign) else (
-            [node.target] if isinstance(node, ast.AnnAssign) else [])
+        targets = (
+            node.targets
+            if isinstance(node, ast.Assign)
+            else ([node.target] if isinstance(node, ast.AnnAssign) else [])
+        )
         names.update(t.id for t in targets if isinstance(t, ast.Name))
     return names
 
 
 # ---- the execution cache ---------------------------------------------------------------------
 
-def cache_executed_notebook(source: Path, executed: Path, seconds: float,
-                            cache_dir: Path = CACHE_DIR) -> int:
+
+def cache_executed_notebook(
+    source: Path, executed: Path, seconds: float, cache_dir: Path = CACHE_DIR
+) -> int:
     """Store a papermill-executed notebook in the jupyter-cache the book build reads.
 
     myst-nb looks a page up by the hash of its *source* notebook: the code cells' source and
@@ -155,20 +181,25 @@ def cache_executed_notebook(source: Path, executed: Path, seconds: float,
     src_code = [c for c in src.cells if c.cell_type == "code"]
     run_code = [c for c in run.cells if c.cell_type == "code"]
     if [c.source for c in src_code] != [c.source for c in run_code]:
-        raise ValueError(f"{executed} has different code cells from {source}; papermill must "
-                         f"run without parameters so that no cell is injected")
+        raise ValueError(
+            f"{executed} has different code cells from {source}; papermill must "
+            f"run without parameters so that no cell is injected"
+        )
     bundle_nb = copy.deepcopy(src)
     for key in ("language_info", "widgets"):
         if key in run.metadata:
             bundle_nb.metadata[key] = run.metadata[key]
-    for cell, ran in zip((c for c in bundle_nb.cells if c.cell_type == "code"), run_code,
-                         strict=True):
+    for cell, ran in zip(
+        (c for c in bundle_nb.cells if c.cell_type == "code"), run_code, strict=True
+    ):
         cell.outputs = ran.outputs
         cell.execution_count = ran.execution_count
     cache = get_cache(str(cache_dir))
     record = cache.cache_notebook_bundle(
         CacheBundleIn(bundle_nb, str(source), data={"execution_seconds": seconds}),
-        check_validity=False, overwrite=True)
+        check_validity=False,
+        overwrite=True,
+    )
     try:
         matched = cache.match_cache_notebook(src)
     except KeyError:
@@ -179,6 +210,7 @@ def cache_executed_notebook(source: Path, executed: Path, seconds: float,
 
 
 # ---- executing the chapters ------------------------------------------------------------------
+
 
 @dataclass
 class Execution:
@@ -223,11 +255,18 @@ class ChapterRunner:
             # No parameters: the notebook runs at the defaults of its parameters cell (smoke),
             # exactly as the book build would, so the execution can be cached for it.
             papermill.execute_notebook(
-                source, output, kernel_name=KERNEL_NAME, cwd=source.parent,
-                execution_timeout=CELL_TIMEOUT_S, progress_bar=False)
+                source,
+                output,
+                kernel_name=KERNEL_NAME,
+                cwd=source.parent,
+                execution_timeout=CELL_TIMEOUT_S,
+                progress_bar=False,
+            )
         except Exception as exc:  # any failure: reported by the chapter's test
             error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            error = re.sub(r"\x1b\[[0-9;]*m", "", error)  # the kernel's traceback colours
+            error = re.sub(
+                r"\x1b\[[0-9;]*m", "", error
+            )  # the kernel's traceback colours
         seconds = time.perf_counter() - start
         execution = Execution(chapter, source, output, seconds, error)
         if execution.ok:

@@ -52,8 +52,18 @@ def _assert_same(g0, w0, g1, w1):
     assert (_out(g1, w1, X) - _out(g0, w0, X)).abs().max().item() <= 1e-5
 
 
-@pytest.mark.parametrize("kind,where", [("conv", 3), ("bn", 3), ("dropout", 4), ("relu", 5),
-                                        ("relu", 16), ("dense", 15), ("bn", 15)])
+@pytest.mark.parametrize(
+    "kind,where",
+    [
+        ("conv", 3),
+        ("bn", 3),
+        ("dropout", 4),
+        ("relu", 5),
+        ("relu", 16),
+        ("dense", 15),
+        ("bn", 15),
+    ],
+)
 def test_deeper_preserves_function(kind, where):
     g, w = _graph(), _trained_like(_graph(), 0)
     g1, w1 = m.deeper(g, w, where, kind)
@@ -90,7 +100,9 @@ def test_wider_through_add_widens_both_producers():
 def test_skip_connections_preserve_function(op, u, v):
     g, w = _graph(), _trained_like(_graph(), 3)
     g1, w1 = op(g, w, u, v)
-    n_pool = int(np.log2(g.shapes()[u][1] // g.shapes()[v][1])) if g.shapes()[v][1] else 0
+    n_pool = (
+        int(np.log2(g.shapes()[u][1] // g.shapes()[v][1])) if g.shapes()[v][1] else 0
+    )
     new = [x for x in g1.layers if x.skip]
     assert sum(x.kind == "pool" for x in new) == n_pool  # L_o matches the path's pools
     assert sum(x.kind in ("add", "concat") for x in new) == 1
@@ -133,8 +145,10 @@ def _brute_layers(a, b):
     """Eq. 5 by enumeration: the best order-preserving injection of the shorter list."""
     if len(a) > len(b):
         a, b = b, a
-    best = min(sum(m.layer_distance(x, b[j]) for x, j in zip(a, js, strict=True))
-               for js in itertools.combinations(range(len(b)), len(a)))
+    best = min(
+        sum(m.layer_distance(x, b[j]) for x, j in zip(a, js, strict=True))
+        for js in itertools.combinations(range(len(b)), len(a))
+    )
     return best + len(b) - len(a)
 
 
@@ -143,7 +157,9 @@ def test_layer_distance_dp_equals_enumeration():
     for _ in range(40):
         a = [rng.choice([8, 16, 32, 64]) for _ in range(rng.randint(1, 5))]
         b = [rng.choice([8, 16, 32, 64]) for _ in range(rng.randint(1, 5))]
-        assert m.layers_distance(tuple(a), tuple(b)) == pytest.approx(_brute_layers(a, b))
+        assert m.layers_distance(tuple(a), tuple(b)) == pytest.approx(
+            _brute_layers(a, b)
+        )
     assert m.layers_distance((64, 64), (64, 128, 64)) == pytest.approx(1.0)  # by hand
     assert m.layers_distance((32,), (64,)) == pytest.approx(0.5)
 
@@ -151,12 +167,22 @@ def test_layer_distance_dp_equals_enumeration():
 def test_skip_distance_hungarian_equals_enumeration_and_hand_value():
     rng = random.Random(1)
     for _ in range(30):
-        sa = [(rng.randint(1, 9), rng.randint(1, 5), "add") for _ in range(rng.randint(1, 4))]
-        sb = [(rng.randint(1, 9), rng.randint(1, 5), "add") for _ in range(rng.randint(1, 4))]
+        sa = [
+            (rng.randint(1, 9), rng.randint(1, 5), "add")
+            for _ in range(rng.randint(1, 4))
+        ]
+        sb = [
+            (rng.randint(1, 9), rng.randint(1, 5), "add")
+            for _ in range(rng.randint(1, 4))
+        ]
         small, large = sorted((sa, sb), key=len)
-        brute = min(sum(m.skip_distance(s, large[j]) for s, j in zip(small, p, strict=True))
-                    for p in itertools.permutations(range(len(large)), len(small)))
-        assert m.skips_distance(sa, sb) == pytest.approx(brute + len(large) - len(small))
+        brute = min(
+            sum(m.skip_distance(s, large[j]) for s, j in zip(small, p, strict=True))
+            for p in itertools.permutations(range(len(large)), len(small))
+        )
+        assert m.skips_distance(sa, sb) == pytest.approx(
+            brute + len(large) - len(small)
+        )
     # Eq. 9 by hand: (|2−4| + |3−1|) / (4 + 3) = 4/7
     assert m.skip_distance((2, 3, "add"), (4, 1, "add")) == pytest.approx(4 / 7)
 
@@ -215,7 +241,9 @@ def test_gp_posterior_matches_closed_form():
     assert gp.log_marginal_likelihood() == pytest.approx(lml_ref)
     assert ucb_cost(np.array([1.0]), np.array([0.2]), 2.5)[0] == pytest.approx(0.5)
     # EI at std → 0 is the plain improvement; EI grows with std at equal mean
-    assert expected_improvement(np.array([0.5]), np.array([0.0]), 0.3)[0] == pytest.approx(0.2)
+    assert expected_improvement(np.array([0.5]), np.array([0.0]), 0.3)[
+        0
+    ] == pytest.approx(0.2)
     ei = expected_improvement(np.array([0.3, 0.3]), np.array([0.1, 0.2]), 0.3)
     assert ei[1] > ei[0] > 0
 
@@ -225,27 +253,61 @@ def test_paper_config_and_budgets():
     method = load_methods().get("autokeras")
     paper = method.config("paper")
     assert paper.beta == 2.5 and paper.kernel_lambda == 1.0 and paper.children == 8
-    assert paper.filters == 64 and paper.train.batch_size == 64 and paper.train.epochs == 200
+    assert (
+        paper.filters == 64
+        and paper.train.batch_size == 64
+        and paper.train.epochs == 200
+    )
     assert method.config("smoke").models < method.config("colab").models
 
 
 def _trace(records):
-    return [(r.step, json.dumps(r.architecture, sort_keys=True), round(r.reward, 6),
-             json.dumps(r.extra.get("operations"))) for r in records]
+    return [
+        (
+            r.step,
+            json.dumps(r.architecture, sort_keys=True),
+            round(r.reward, 6),
+            json.dumps(r.extra.get("operations")),
+        )
+        for r in records
+    ]
 
 
 def test_search_children_inherit_weights_and_resume_equals_uninterrupted(tmp_path):
-    full = run("autokeras", budget="smoke", seed=1, out=tmp_path / "full", progress=False,
-               device="cpu", **TINY)
+    full = run(
+        "autokeras",
+        budget="smoke",
+        seed=1,
+        out=tmp_path / "full",
+        progress=False,
+        device="cpu",
+        **TINY,
+    )
     assert len(full.records) == TINY["models"]
     for r in full.records[1:]:
         assert r.extra["operations"] and r.extra["father"] is not None
         assert 0.0 <= r.reward <= 1.0
     part = tmp_path / "part"
-    run("autokeras", budget="smoke", seed=1, out=part, progress=False, device="cpu",
-        max_steps=1, **TINY)
-    resumed = run("autokeras", budget="smoke", seed=1, out=part, progress=False,
-                  device="cpu", resume=True, **TINY)
+    run(
+        "autokeras",
+        budget="smoke",
+        seed=1,
+        out=part,
+        progress=False,
+        device="cpu",
+        max_steps=1,
+        **TINY,
+    )
+    resumed = run(
+        "autokeras",
+        budget="smoke",
+        seed=1,
+        out=part,
+        progress=False,
+        device="cpu",
+        resume=True,
+        **TINY,
+    )
     assert _trace(resumed.records) == _trace(full.records)
 
 
@@ -267,4 +329,6 @@ def test_generated_child_starts_from_its_parents_trained_function():
     for op in ops:
         child, child_w = m.apply(child, child_w, op, random.Random(0))
     x = data.valid[0][:32]
-    assert (_out(child, child_w, x) - _out(graph, weights, x)).abs().max().item() <= 1e-5
+    assert (
+        _out(child, child_w, x) - _out(graph, weights, x)
+    ).abs().max().item() <= 1e-5

@@ -54,15 +54,21 @@ def test_toc_and_chapters_yml_agree() -> None:
     toc = yaml.safe_load((REPO / "_toc.yml").read_text(encoding="utf8"))
     in_toc = [_no_suffix(f) for f in _toc_files(toc)]
     assert len(in_toc) == len(set(in_toc)), f"_toc.yml lists a file twice: {in_toc}"
-    missing = [f for f in in_toc if not any((REPO / f).with_suffix(s).is_file()
-                                            for s in (".ipynb", ".md"))]
+    missing = [
+        f
+        for f in in_toc
+        if not any((REPO / f).with_suffix(s).is_file() for s in (".ipynb", ".md"))
+    ]
     assert not missing, f"_toc.yml lists files that do not exist: {missing}"
     notebooks = [f for f in in_toc if (REPO / f).with_suffix(".ipynb").is_file()]
     existing = [_no_suffix(c["file"]) for c in existing_chapters()]
     assert sorted(notebooks) == sorted(existing), (
         f"the notebooks of _toc.yml {notebooks} and the existing chapters of "
-        f"{CHAPTERS_YML.name} {existing} must be the same")
-    assert notebooks == existing, "_toc.yml must list the chapters in chapters.yml's order"
+        f"{CHAPTERS_YML.name} {existing} must be the same"
+    )
+    assert notebooks == existing, (
+        "_toc.yml must list the chapters in chapters.yml's order"
+    )
 
 
 def test_chapters_yml_is_complete() -> None:
@@ -70,10 +76,14 @@ def test_chapters_yml_is_complete() -> None:
     bib = (REPO / "book" / "references.bib").read_text(encoding="utf8")
     for chapter in chapters:
         assert f"{{{chapter['paper']}," in bib, (
-            f"{chapter['name']}: paper key {chapter['paper']!r} not in book/references.bib")
-        assert chapter["file"].startswith("book/") and chapter["file"].endswith(".ipynb")
+            f"{chapter['name']}: paper key {chapter['paper']!r} not in book/references.bib"
+        )
+        assert chapter["file"].startswith("book/") and chapter["file"].endswith(
+            ".ipynb"
+        )
         assert chapter["budgets"]["smoke"]["needs_gpu"] is False, (
-            f"{chapter['name']}: the smoke budget must run on a CPU")
+            f"{chapter['name']}: the smoke budget must run on a CPU"
+        )
         assert chapter["smoke_seconds_limit"] > 0
 
 
@@ -83,7 +93,9 @@ def test_config_makes_failures_fail() -> None:
     execute = config["execute"]
     assert execute["execute_notebooks"] == "cache"
     assert execute["raise_on_error"] is True and execute["allow_errors"] is False
-    assert execute["stderr_output"] == "remove"  # remove-warn would fail -W on any stderr
+    assert (
+        execute["stderr_output"] == "remove"
+    )  # remove-warn would fail -W on any stderr
     assert Path(execute["cache"]) == Path(".jupyter_cache")
     assert config["only_build_toc_files"] is True
     assert config["repository"]["url"].startswith("https://github.com/")
@@ -95,13 +107,24 @@ def test_config_makes_failures_fail() -> None:
 def test_book_builds_from_the_cache(executed_notebooks: dict) -> None:
     failed = [name for name, e in executed_notebooks.items() if not e.ok]
     jb = _jupyter_book()
-    result = subprocess.run([jb, *BUILD_CMD], cwd=REPO, capture_output=True, text=True,
-                            timeout=1800, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    result = subprocess.run(
+        [jb, *BUILD_CMD],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     log = result.stdout + result.stderr
     assert result.returncode == 0, f"jupyter-book build failed:\n{log[-6000:]}"
     assert not failed, f"the book built although {failed} failed under papermill"
     for execution in executed_notebooks.values():
-        page = REPO / "_build" / "html" / Path(execution.chapter["file"]).with_suffix(".html")
+        page = (
+            REPO
+            / "_build"
+            / "html"
+            / Path(execution.chapter["file"]).with_suffix(".html")
+        )
         assert page.is_file(), f"{page} was not built"
     # Proof that papermill's executions were reused: myst-nb logs every cache hit and never
     # started a kernel of its own.
@@ -116,15 +139,35 @@ def test_failing_notebook_fails_the_build(tmp_path: Path) -> None:
     (tmp_path / "book").mkdir()
     shutil.copy(REPO / "_config.yml", tmp_path / "_config.yml")
     shutil.copy(REPO / "book" / "references.bib", tmp_path / "book" / "references.bib")
-    shutil.copytree(REPO / "book" / "_ext", tmp_path / "book" / "_ext")  # _config.yml loads it
-    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/broken\n", encoding="utf8")
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {
-        "name": "python3", "display_name": "Python 3", "language": "python"}})
-    nb.cells = [nbformat.v4.new_markdown_cell("# Broken"),
-                nbformat.v4.new_code_cell("raise RuntimeError('deliberate failure')")]
+    shutil.copytree(
+        REPO / "book" / "_ext", tmp_path / "book" / "_ext"
+    )  # _config.yml loads it
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/broken\n", encoding="utf8"
+    )
+    nb = nbformat.v4.new_notebook(
+        metadata={
+            "kernelspec": {
+                "name": "python3",
+                "display_name": "Python 3",
+                "language": "python",
+            }
+        }
+    )
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# Broken"),
+        nbformat.v4.new_code_cell("raise RuntimeError('deliberate failure')"),
+    ]
     nbformat.write(nb, tmp_path / "book" / "broken.ipynb")
-    result = subprocess.run([_jupyter_book(), *BUILD_CMD], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run(
+        [_jupyter_book(), *BUILD_CMD],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     log = result.stdout + result.stderr
-    assert result.returncode != 0, f"a failing notebook built without error:\n{log[-4000:]}"
+    assert result.returncode != 0, (
+        f"a failing notebook built without error:\n{log[-4000:]}"
+    )
     assert "deliberate failure" in log

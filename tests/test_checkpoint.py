@@ -23,9 +23,16 @@ def _state(value: float = 1.0) -> dict:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     model(torch.ones(4, 3)).sum().backward()
     optimizer.step()  # creates the momentum buffers
-    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 3,
-            "lr": 0.025, "name": "darts_v2", "history": [{"acc": 0.5, "valid": None}],
-            "pair": (1, 2.5), "rng": rng_state()}
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "epoch": 3,
+        "lr": 0.025,
+        "name": "darts_v2",
+        "history": [{"acc": 0.5, "valid": None}],
+        "pair": (1, 2.5),
+        "rng": rng_state(),
+    }
 
 
 def _assert_equal(a, b) -> None:
@@ -59,7 +66,9 @@ def test_round_trip_with_weights_only(tmp_path: Path, monkeypatch):
     assert path == tmp_path / "sub" / "ckpt.pt"
     _assert_equal(load_checkpoint(path), state)
     assert seen["weights_only"] is True
-    assert [p.name for p in path.parent.iterdir()] == ["ckpt.pt"]  # no temporary file left
+    assert [p.name for p in path.parent.iterdir()] == [
+        "ckpt.pt"
+    ]  # no temporary file left
 
 
 def test_failed_write_leaves_old_checkpoint_intact(tmp_path: Path, monkeypatch):
@@ -69,7 +78,9 @@ def test_failed_write_leaves_old_checkpoint_intact(tmp_path: Path, monkeypatch):
     real_save = torch.save
 
     def crash_midway(obj, f, *args, **kwargs):
-        f.write(b"PK\x03\x04 half a checkpoint")  # some bytes reach the file, then it dies
+        f.write(
+            b"PK\x03\x04 half a checkpoint"
+        )  # some bytes reach the file, then it dies
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", crash_midway)
@@ -80,7 +91,9 @@ def test_failed_write_leaves_old_checkpoint_intact(tmp_path: Path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
 
 
-def test_interrupt_during_write_leaves_old_checkpoint_intact(tmp_path: Path, monkeypatch):
+def test_interrupt_during_write_leaves_old_checkpoint_intact(
+    tmp_path: Path, monkeypatch
+):
     path = tmp_path / "ckpt.pt"
     save_checkpoint(path, {"epoch": 1})
 
@@ -99,16 +112,19 @@ def test_interrupt_during_write_leaves_old_checkpoint_intact(tmp_path: Path, mon
 def _truncated(path: Path, fraction: float) -> None:
     save_checkpoint(path, _state())
     data = path.read_bytes()
-    path.write_bytes(data[:int(len(data) * fraction)])
+    path.write_bytes(data[: int(len(data) * fraction)])
 
 
-@pytest.mark.parametrize("make_bad", [
-    pytest.param(lambda p: _truncated(p, 0.5), id="truncated-half"),
-    pytest.param(lambda p: _truncated(p, 0.99), id="truncated-tail"),
-    pytest.param(lambda p: p.write_bytes(b""), id="empty"),
-    pytest.param(lambda p: p.write_bytes(b"\x80\x04 not a pickle"), id="garbage"),
-    pytest.param(lambda p: p.write_text(json.dumps({"epoch": 1})), id="json"),
-])
+@pytest.mark.parametrize(
+    "make_bad",
+    [
+        pytest.param(lambda p: _truncated(p, 0.5), id="truncated-half"),
+        pytest.param(lambda p: _truncated(p, 0.99), id="truncated-tail"),
+        pytest.param(lambda p: p.write_bytes(b""), id="empty"),
+        pytest.param(lambda p: p.write_bytes(b"\x80\x04 not a pickle"), id="garbage"),
+        pytest.param(lambda p: p.write_text(json.dumps({"epoch": 1})), id="json"),
+    ],
+)
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_corrupt_file_is_a_value_error_naming_it(tmp_path: Path, make_bad):
     path = tmp_path / "checkpoint.pt"
@@ -145,10 +161,13 @@ def test_missing_file_is_a_clear_error(tmp_path: Path):
         load_checkpoint(tmp_path / "nothing.pt")
 
 
-@pytest.mark.parametrize("state, where", [
-    ({"rng": {"numpy": np.zeros(3)}}, "state['rng']['numpy']"),
-    ({"items": [1, object()]}, "state['items'][1]"),
-])
+@pytest.mark.parametrize(
+    "state, where",
+    [
+        ({"rng": {"numpy": np.zeros(3)}}, "state['rng']['numpy']"),
+        ({"items": [1, object()]}, "state['items'][1]"),
+    ],
+)
 def test_save_refuses_what_weights_only_cannot_load(tmp_path: Path, state, where):
     with pytest.raises(ValueError, match="weights_only") as info:
         save_checkpoint(tmp_path / "c.pt", state)
@@ -162,7 +181,9 @@ def test_save_refuses_non_dict(tmp_path: Path):
 
 
 def test_write_json_atomic(tmp_path: Path):
-    path = write_json_atomic(tmp_path / "a" / "result.json", {"acc": 0.5, "ops": ["skip"]})
+    path = write_json_atomic(
+        tmp_path / "a" / "result.json", {"acc": 0.5, "ops": ["skip"]}
+    )
     assert json.loads(path.read_text()) == {"acc": 0.5, "ops": ["skip"]}
     with pytest.raises(TypeError):
         write_json_atomic(path, {"bad": object()})
@@ -172,8 +193,12 @@ def test_write_json_atomic(tmp_path: Path):
 
 def test_rng_state_round_trip_through_a_checkpoint(tmp_path: Path):
     def draw():
-        return (random.random(), np.random.rand(), np.random.randn(),
-                torch.rand(3).tolist())
+        return (
+            random.random(),
+            np.random.rand(),
+            np.random.randn(),
+            torch.rand(3).tolist(),
+        )
 
     random.seed(1), np.random.seed(1), torch.manual_seed(1)
     np.random.randn()  # leaves a cached Gaussian in NumPy's state

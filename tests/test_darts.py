@@ -38,6 +38,7 @@ OPS = {name: k for k, name in enumerate(P)}
 
 # ---- helpers ---------------------------------------------------------------------------------
 
+
 def copy_mixed_into_fused(fused: torch.nn.Module, mixed: torch.nn.Module) -> None:
     """Give a fused ``SearchCell`` (or a fused ``Supernet``) the weights of a ``MixedCell``
     (or a ``fused=False`` supernet): edge e of the bundle leaving state j is channels
@@ -81,13 +82,17 @@ def tiny_net(seed: int = 0, dtype=torch.float64, **kw) -> Supernet:
 
 
 def tiny_alphas(seed: int = 0, dtype=torch.float64) -> Alphas:
-    return Alphas(14, 8, std=0.5, generator=torch.Generator().manual_seed(seed)).to(dtype)
+    return Alphas(14, 8, std=0.5, generator=torch.Generator().manual_seed(seed)).to(
+        dtype
+    )
 
 
 def batch(seed: int, n: int = 4, hw: int = 4, classes: int = 3, dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(n, 1, hw, hw, generator=g, dtype=dtype),
-            torch.randint(0, classes, (n,), generator=g))
+    return (
+        torch.randn(n, 1, hw, hw, generator=g, dtype=dtype),
+        torch.randint(0, classes, (n,), generator=g),
+    )
 
 
 def toy_images(n: int = 96, classes: int = 4) -> ImageData:
@@ -99,29 +104,52 @@ def toy_images(n: int = 96, classes: int = 4) -> ImageData:
         x = 0.3 * torch.randn(m, 1, 8, 8, generator=g)
         for c in range(classes):
             r, col = divmod(c, 2)
-            x[y == c, :, 4 * r:4 * r + 4, 4 * col:4 * col + 4] += 1.0
+            x[y == c, :, 4 * r : 4 * r + 4, 4 * col : 4 * col + 4] += 1.0
         return x, y
 
-    return ImageData("toy", split(n), split(16), split(16), num_classes=classes, in_channels=1,
-                     image_size=8, mean=(0.0,), std=(1.0,))
+    return ImageData(
+        "toy",
+        split(n),
+        split(16),
+        split(16),
+        num_classes=classes,
+        in_channels=1,
+        image_size=8,
+        mean=(0.0,),
+        std=(1.0,),
+    )
 
 
 # Second order is tested above on its own; searches run first order to stay fast.
-TINY = dict(C=2, layers=3, epochs=2, batch_size=8, steps_per_epoch=2, valid_batches=1,
-            augment=None, arch_lr=3e-2, order=1)
+TINY = dict(
+    C=2,
+    layers=3,
+    epochs=2,
+    batch_size=8,
+    steps_per_epoch=2,
+    valid_batches=1,
+    augment=None,
+    arch_lr=3e-2,
+    order=1,
+)
 
 
 # ---- the supernet ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("reduction,reduction_prev", [(False, False), (True, False),
-                                                      (False, True)])
+
+@pytest.mark.parametrize(
+    "reduction,reduction_prev", [(False, False), (True, False), (False, True)]
+)
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_fused_cell_equals_a_cell_of_mixed_ops(reduction, reduction_prev, channels_last):
+def test_fused_cell_equals_a_cell_of_mixed_ops(
+    reduction, reduction_prev, channels_last
+):
     torch.manual_seed(0)
     mixed = MixedCell(4, 4, 6, 6, 4, reduction, reduction_prev).double()
     fused = SearchCell(4, 4, 6, 6, 4, reduction, reduction_prev).double()
-    assert (sum(p.numel() for p in fused.parameters())
-            == sum(p.numel() for p in mixed.parameters()))
+    assert sum(p.numel() for p in fused.parameters()) == sum(
+        p.numel() for p in mixed.parameters()
+    )
     copy_mixed_into_fused(fused, mixed)
     hw0 = 8 if reduction_prev else 4
     s0 = torch.randn(3, 6, hw0, hw0, dtype=torch.float64)
@@ -132,7 +160,9 @@ def test_fused_cell_equals_a_cell_of_mixed_ops(reduction, reduction_prev, channe
 
     def run_cell(cell):
         out = cell(s0, s1, alpha.softmax(-1))
-        grads = torch.autograd.grad((out ** 2).sum(), [alpha, *cell.preprocess1.parameters()])
+        grads = torch.autograd.grad(
+            (out**2).sum(), [alpha, *cell.preprocess1.parameters()]
+        )
         return out, grads
 
     (out_m, grads_m), (out_f, grads_f) = run_cell(mixed), run_cell(fused)
@@ -147,8 +177,9 @@ def test_fused_and_reference_supernets_compute_the_same_function():
     copy_mixed_into_fused(fused, mixed)
     x, _ = batch(1, hw=8)
     alphas = tiny_alphas()
-    torch.testing.assert_close(fused(x, *alphas.softmax()), mixed(x, *alphas.softmax()),
-                               rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(
+        fused(x, *alphas.softmax()), mixed(x, *alphas.softmax()), rtol=1e-10, atol=1e-10
+    )
 
 
 def test_supernet_parameter_count_matches_the_official_search_model():
@@ -157,7 +188,10 @@ def test_supernet_parameter_count_matches_the_official_search_model():
     # "param size = 1.930618MB" in train_search.py's log. The arch parameters are not
     # counted there either (they are Variables, not registered parameters).
     for fused in (True, False):
-        assert sum(p.numel() for p in Supernet(16, 10, 8, fused=fused).parameters()) == 1930618
+        assert (
+            sum(p.numel() for p in Supernet(16, 10, 8, fused=fused).parameters())
+            == 1930618
+        )
 
 
 def test_weights_and_alphas_are_separate_parameter_groups():
@@ -170,12 +204,17 @@ def test_weights_and_alphas_are_separate_parameter_groups():
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             assert module.weight is None and module.running_mean is None, name
     assert not list(net.buffers(recurse=True)) or all(
-        not b.is_floating_point() for b in net.buffers())
+        not b.is_floating_point() for b in net.buffers()
+    )
 
 
 def test_none_only_and_reduced_primitive_sets_work():
     x, _ = batch(2, hw=8)
-    for prims in (("none", "skip_connect"), ("max_pool_3x3", "sep_conv_3x3"), ("none",)):
+    for prims in (
+        ("none", "skip_connect"),
+        ("max_pool_3x3", "sep_conv_3x3"),
+        ("none",),
+    ):
         net = Supernet(2, 3, 3, primitives=prims, in_channels=1).double()
         w = torch.full((14, len(prims)), 1.0 / len(prims), dtype=torch.float64)
         assert net(x, w, w).shape == (4, 3)
@@ -185,6 +224,7 @@ def test_none_only_and_reduced_primitive_sets_work():
 
 # ---- the architecture gradient ---------------------------------------------------------------
 
+
 def unrolled_validation_gradient(net, alphas, train, valid, xi, buffers, mu, wd):
     """The oracle: ∇_α L_val(w'(α), α) by autograd through one real momentum-SGD step,
     w'(α) = w − ξ(μ·buf + ∇_w L_train(w, α) + wd·w), written independently of nasedu."""
@@ -193,14 +233,21 @@ def unrolled_validation_gradient(net, alphas, train, valid, xi, buffers, mu, wd)
     def loss(p, x, y):
         return F.cross_entropy(functional_call(net, p, (x, *alphas.softmax())), y)
 
-    grads = torch.autograd.grad(loss(params, *train), list(params.values()), create_graph=True)
-    w_prime = {n: p.detach() - xi * (mu * b + g + wd * p.detach())
-               for (n, p), g, b in zip(params.items(), grads, buffers)}
+    grads = torch.autograd.grad(
+        loss(params, *train), list(params.values()), create_graph=True
+    )
+    w_prime = {
+        n: p.detach() - xi * (mu * b + g + wd * p.detach())
+        for (n, p), g, b in zip(params.items(), grads, buffers)
+    }
     return torch.autograd.grad(loss(w_prime, *valid), [alphas.normal, alphas.reduce])
 
 
 def relative_error(got, want) -> float:
-    got, want = torch.cat([g.flatten() for g in got]), torch.cat([w.flatten() for w in want])
+    got, want = (
+        torch.cat([g.flatten() for g in got]),
+        torch.cat([w.flatten() for w in want]),
+    )
     return float((got - want).norm() / want.norm())
 
 
@@ -208,15 +255,21 @@ def relative_error(got, want) -> float:
 def second_order_case():
     net, alphas = tiny_net(seed=3), tiny_alphas(seed=4)
     g = torch.Generator().manual_seed(5)
-    buffers = [0.1 * torch.randn(p.shape, generator=g, dtype=p.dtype) for p in net.parameters()]
+    buffers = [
+        0.1 * torch.randn(p.shape, generator=g, dtype=p.dtype) for p in net.parameters()
+    ]
     train, valid = batch(6), batch(7)
     xi, mu, wd = 0.05, 0.9, 3e-4
-    oracle = unrolled_validation_gradient(net, alphas, train, valid, xi, buffers, mu, wd)
+    oracle = unrolled_validation_gradient(
+        net, alphas, train, valid, xi, buffers, mu, wd
+    )
     kw = dict(order=2, lr=xi, momentum_buffers=buffers, momentum=mu, weight_decay=wd)
     return net, alphas, train, valid, kw, oracle
 
 
-def test_second_order_gradient_equals_autograd_through_the_unrolled_step(second_order_case):
+def test_second_order_gradient_equals_autograd_through_the_unrolled_step(
+    second_order_case,
+):
     net, alphas, train, valid, kw, oracle = second_order_case
     exact = darts.alpha_gradient(net, alphas, train, valid, hessian="exact", **kw)
     assert relative_error(exact, oracle) < 1e-10
@@ -225,14 +278,19 @@ def test_second_order_gradient_equals_autograd_through_the_unrolled_step(second_
     assert relative_error(first, oracle) > 0.1
 
 
-def test_finite_difference_hessian_converges_to_the_unrolled_gradient(second_order_case):
+def test_finite_difference_hessian_converges_to_the_unrolled_gradient(
+    second_order_case,
+):
     """Eq. 8 is a central difference: its error shrinks like ε² until the float64
     rounding floor. On this 2-channel supernet the curvature is so high that the
     paper's radius (ε·‖v‖ = 0.01) is still far from the limit; a smaller one is not."""
     net, alphas, train, valid, kw, oracle = second_order_case
-    errors = {r: relative_error(darts.alpha_gradient(net, alphas, train, valid,
-                                                     fd_radius=r, **kw), oracle)
-              for r in (1e-3, 1e-4, 1e-5)}
+    errors = {
+        r: relative_error(
+            darts.alpha_gradient(net, alphas, train, valid, fd_radius=r, **kw), oracle
+        )
+        for r in (1e-3, 1e-4, 1e-5)
+    }
     assert errors[1e-5] < 1e-3
     assert errors[1e-4] < errors[1e-3] / 20 and errors[1e-5] < errors[1e-4] / 20, errors
 
@@ -242,8 +300,10 @@ def test_first_order_gradient_is_the_validation_gradient_at_fixed_weights():
     x, y = batch(3)
     reference = tiny_net(seed=1, fused=False)  # an independent network: plain MixedOps
     copy_mixed_into_fused(net, reference)
-    want = torch.autograd.grad(F.cross_entropy(reference(x, *alphas.softmax()), y),
-                               [alphas.normal, alphas.reduce])
+    want = torch.autograd.grad(
+        F.cross_entropy(reference(x, *alphas.softmax()), y),
+        [alphas.normal, alphas.reduce],
+    )
     got = darts.alpha_gradient(net, alphas, None, (x, y), order=1)
     assert relative_error(got, want) < 1e-10
     # ξ = 0 in the second-order formula is the first-order gradient (§2.3).
@@ -279,6 +339,7 @@ def test_alpha_gradient_rejects_bad_settings():
 
 # ---- the derived cell ------------------------------------------------------------------------
 
+
 def hand_written_alphas() -> torch.Tensor:
     W = torch.zeros(14, 8)
 
@@ -303,10 +364,16 @@ def hand_written_alphas() -> torch.Tensor:
 def test_derive_keeps_the_two_strongest_non_none_edges_per_node():
     W = hand_written_alphas()
     g = derive(W, W)
-    assert g.normal == (("sep_conv_3x3", 0), ("skip_connect", 1),
-                        ("dil_conv_5x5", 1), ("avg_pool_3x3", 2),
-                        ("dil_conv_3x3", 2), ("skip_connect", 3),
-                        ("skip_connect", 4), ("max_pool_3x3", 2))
+    assert g.normal == (
+        ("sep_conv_3x3", 0),
+        ("skip_connect", 1),
+        ("dil_conv_5x5", 1),
+        ("avg_pool_3x3", 2),
+        ("dil_conv_3x3", 2),
+        ("skip_connect", 3),
+        ("skip_connect", 4),
+        ("max_pool_3x3", 2),
+    )
     assert g.normal_concat == (2, 3, 4, 5) and g.form == "pairs"
     assert all(op != "none" for op, _ in g.normal + g.reduce)
     # Every edge of every node from distinct predecessors; the network builds and runs.
@@ -333,7 +400,9 @@ def test_derive_never_selects_none_even_when_it_dominates_everywhere():
 
 
 def test_derive_rejects_bad_shapes_and_forms():
-    with pytest.raises(ValueError, match=r"shape \(13, 8\); 4 nodes over 8 operations need"):
+    with pytest.raises(
+        ValueError, match=r"shape \(13, 8\); 4 nodes over 8 operations need"
+    ):
         derive(torch.zeros(13, 8), torch.zeros(14, 8))
     with pytest.raises(ValueError, match="unknown genotype form 'both'"):
         derive(torch.zeros(14, 8), torch.zeros(14, 8), form="both")
@@ -341,14 +410,23 @@ def test_derive_rejects_bad_shapes_and_forms():
 
 # ---- config, search, resume ------------------------------------------------------------------
 
+
 def test_paper_config_and_budgets():
     spec = load_methods().get("darts")
     paper = spec.config("paper")
     assert paper == darts.DartsConfig()
     assert (paper.C, paper.layers, paper.epochs, paper.batch_size) == (16, 8, 50, 64)
-    assert (paper.lr, paper.momentum, paper.weight_decay, paper.lr_min) == (0.025, 0.9, 3e-4, 0)
-    assert (paper.arch_lr, paper.arch_betas, paper.arch_weight_decay) == (3e-4, (0.5, 0.999),
-                                                                          1e-3)
+    assert (paper.lr, paper.momentum, paper.weight_decay, paper.lr_min) == (
+        0.025,
+        0.9,
+        3e-4,
+        0,
+    )
+    assert (paper.arch_lr, paper.arch_betas, paper.arch_weight_decay) == (
+        3e-4,
+        (0.5, 0.999),
+        1e-3,
+    )
     assert paper.order == 2 and paper.fd_radius == 0.01 and paper.train_portion == 0.5
     assert spec.config("smoke").C < paper.C and spec.config("colab").order == 1
     with pytest.raises(ValueError, match="order must be 1"):
@@ -367,8 +445,12 @@ def test_search_records_alphas_and_a_buildable_cell_every_epoch():
         assert 0 <= r.reward <= 1 and r.cost > 0 and r.extra["lr"] > 0
         Genotype.from_dict(r.architecture)  # validates
     # α moved away from its zero initialisation (uniform softmax).
-    assert max(abs(v - 1 / 8) for row in records[-1].extra["alphas"]["normal"]
-               for v in row) > 1e-3
+    assert (
+        max(
+            abs(v - 1 / 8) for row in records[-1].extra["alphas"]["normal"] for v in row
+        )
+        > 1e-3
+    )
 
 
 def test_state_dict_resume_gives_the_uninterrupted_alphas():
@@ -378,7 +460,9 @@ def test_state_dict_resume_gives_the_uninterrupted_alphas():
     first = darts.DartsSearch(config, data, "cpu", seed=1)
     head = first.step(Clock())
     state = first.state_dict()
-    resumed = darts.DartsSearch(config, data, "cpu", seed=1)  # a fresh search, same seed
+    resumed = darts.DartsSearch(
+        config, data, "cpu", seed=1
+    )  # a fresh search, same seed
     resumed.load_state_dict(state)
     tail = resumed.run_all()
     assert [r.extra["alphas"] for r in head + tail] == [r.extra["alphas"] for r in full]
@@ -387,28 +471,48 @@ def test_state_dict_resume_gives_the_uninterrupted_alphas():
 
 def test_runner_resume_after_interruption_matches_an_uninterrupted_run(tmp_path):
     settings_config = TINY | {"batch_size": 16}
-    settings = dict(budget="smoke", dataset="digits", device="cpu", seed=0, progress=False,
-                    **settings_config)
+    settings = dict(
+        budget="smoke",
+        dataset="digits",
+        device="cpu",
+        seed=0,
+        progress=False,
+        **settings_config,
+    )
     whole = run("darts", out=tmp_path / "whole", **settings)
     run("darts", out=tmp_path / "cut", max_steps=1, **settings)
     resumed = run("darts", out=tmp_path / "cut", resume=True, **settings)
-    assert [r.extra["alphas"] for r in resumed.records] == [r.extra["alphas"]
-                                                             for r in whole.records]
+    assert [r.extra["alphas"] for r in resumed.records] == [
+        r.extra["alphas"] for r in whole.records
+    ]
     assert resumed.result["architecture"] == whole.result["architecture"]
     resolved = load_methods().get("darts").config("smoke", **settings_config)
-    assert whole.config["config"] == json.loads(json.dumps(dataclasses.asdict(resolved)))
+    assert whole.config["config"] == json.loads(
+        json.dumps(dataclasses.asdict(resolved))
+    )
 
 
 # ---- the recurrent cell (DARTS §3.1.2, App. A.1.2) -------------------------------------------
 
+
 def test_darts_v2_recurrent_genotype_is_the_published_one():
     g = rnn.load_recurrent("darts_v2_rnn")
     # quark0/darts@f276dd3 rnn/genotypes.py DARTS_V2, copied by hand from the source.
-    assert g.recurrent == (("sigmoid", 0), ("relu", 1), ("relu", 1), ("identity", 1),
-                           ("tanh", 2), ("sigmoid", 5), ("tanh", 3), ("relu", 5))
+    assert g.recurrent == (
+        ("sigmoid", 0),
+        ("relu", 1),
+        ("relu", 1),
+        ("identity", 1),
+        ("tanh", 2),
+        ("sigmoid", 5),
+        ("tanh", 3),
+        ("relu", 5),
+    )
     assert g.concat == tuple(range(1, 9))
     assert rnn.RecurrentGenotype.from_dict(json.loads(json.dumps(g.to_dict()))) == g
-    with pytest.raises(ValueError, match="unknown recurrent genotype 'lstm'; valid choices"):
+    with pytest.raises(
+        ValueError, match="unknown recurrent genotype 'lstm'; valid choices"
+    ):
         rnn.load_recurrent("lstm")
     with pytest.raises(ValueError, match="node 2: input 2 is invalid"):
         rnn.RecurrentGenotype([("tanh", 0), ("relu", 2)], [1, 2])
@@ -419,8 +523,9 @@ def test_darts_v2_recurrent_genotype_is_the_published_one():
 def test_recurrent_model_has_the_papers_23m_parameters():
     # DARTS Table 2: 23M at emsize = nhid = 850 (A.2.2) on PTB's 10,000 words:
     # 10,000·850 tied embedding + 10,000 bias + 1,700·1,700 (W0) + 8·850·1,700 (Ws).
-    model = rnn.RNNModel(10000, 850, rnn.RecurrentCell(850, 850, rnn.load_recurrent(
-        "DARTS_V2_RNN")))
+    model = rnn.RNNModel(
+        10000, 850, rnn.RecurrentCell(850, 850, rnn.load_recurrent("DARTS_V2_RNN"))
+    )
     assert sum(p.numel() for p in model.parameters()) == 22_960_000
 
 
@@ -437,8 +542,13 @@ def test_search_cell_with_one_hot_weights_is_the_genotypes_cell():
         w[start + j] = 0.0
         w[start + j, rnn.RNN_PRIMITIVES.index(op)] = 1.0
         start += i + 1
-    x, h = torch.randn(5, 3, 6, dtype=torch.float64), torch.randn(3, 6, dtype=torch.float64)
-    mask = torch.rand(3, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    x, h = (
+        torch.randn(5, 3, 6, dtype=torch.float64),
+        torch.randn(3, 6, dtype=torch.float64),
+    )
+    mask = torch.rand(
+        3, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1)
+    )
     out_s, last_s = search(x, h, w, mask, mask)
     out_f, last_f = fixed(x, h, None, mask, mask)
     torch.testing.assert_close(out_s, out_f, rtol=1e-12, atol=1e-12)
@@ -464,10 +574,16 @@ def test_word_corpus_reads_ptb_files_and_batches_them(tmp_path):
     assert corpus.vocabulary[:4] == ("the", "cat", "sat", "<eos>")
     words = [corpus.vocabulary[i] for i in corpus.train.tolist()]
     assert words == ["the", "cat", "sat", "<eos>", "the", "dog", "ran", "<eos>"]
-    assert [corpus.vocabulary[i] for i in corpus.valid.tolist()] == ["a", "cat", "ran",
-                                                                      "<eos>"]
+    assert [corpus.vocabulary[i] for i in corpus.valid.tolist()] == [
+        "a",
+        "cat",
+        "ran",
+        "<eos>",
+    ]
     batches = rnn.batchify(corpus.train, 2)  # two columns of four words
-    assert batches.shape == (4, 2) and batches[:, 1].tolist() == corpus.train[4:].tolist()
+    assert (
+        batches.shape == (4, 2) and batches[:, 1].tolist() == corpus.train[4:].tolist()
+    )
     x, y = rnn.get_batch(batches, 0, 35)
     assert x.shape == (3, 2) and torch.equal(y, batches[1:])
     with pytest.raises(FileNotFoundError, match="ptb.train.txt"):
@@ -482,8 +598,11 @@ def test_recurrent_hypergradient_with_fixed_masks_converges_to_the_exact_one():
     the finite difference, which then estimates a rescaled product by design.)"""
     config = rnn.RecurrentSearchConfig(emsize=4, nhid=4, steps=3, batch_size=4, bptt=3)
     g = torch.Generator().manual_seed(0)
-    corpus = rnn.Corpus("toy", tuple(map(str, range(7))),
-                        *(torch.randint(0, 7, (200,), generator=g) for _ in range(3)))
+    corpus = rnn.Corpus(
+        "toy",
+        tuple(map(str, range(7))),
+        *(torch.randint(0, 7, (200,), generator=g) for _ in range(3)),
+    )
     search = rnn.RecurrentSearch(config, corpus, "cpu", seed=0)
     search.model.double()
     with torch.no_grad():
@@ -494,19 +613,30 @@ def test_recurrent_hypergradient_with_fixed_masks_converges_to_the_exact_one():
     valid = (*rnn.get_batch(search.search_data, 0, 3), hidden, masks)
     kw = dict(order=2, lr=0.5, momentum=0.0, weight_decay=5e-7, clip=None)
     params = dict(search.model.named_parameters())
-    exact, _ = darts.hypergradient(search._loss, params, [search.alpha], train, valid,
-                                   hessian="exact", **kw)
-    errors = [relative_error(darts.hypergradient(search._loss, params, [search.alpha], train,
-                                                 valid, fd_radius=r, **kw)[0], exact)
-              for r in (1e-3, 1e-4)]
+    exact, _ = darts.hypergradient(
+        search._loss, params, [search.alpha], train, valid, hessian="exact", **kw
+    )
+    errors = [
+        relative_error(
+            darts.hypergradient(
+                search._loss, params, [search.alpha], train, valid, fd_radius=r, **kw
+            )[0],
+            exact,
+        )
+        for r in (1e-3, 1e-4)
+    ]
     assert errors[1] < 1e-6 and errors[1] < errors[0] / 20, errors
-    first, _ = darts.hypergradient(search._loss, params, [search.alpha], train, valid, order=1)
+    first, _ = darts.hypergradient(
+        search._loss, params, [search.alpha], train, valid, order=1
+    )
     assert relative_error(first, exact) > 0.1
 
 
 def test_recurrent_search_smoke_and_resume():
-    config = rnn.RecurrentSearchConfig(**rnn.RECURRENT_BUDGETS["smoke"] | {
-        "emsize": 8, "nhid": 8, "steps_per_epoch": 2, "order": 2})
+    config = rnn.RecurrentSearchConfig(
+        **rnn.RECURRENT_BUDGETS["smoke"]
+        | {"emsize": 8, "nhid": 8, "steps_per_epoch": 2, "order": 2}
+    )
     corpus = rnn.embedded_corpus(200)
     full = rnn.RecurrentSearch(config, corpus, "cpu", seed=0).run_all()
     assert len(full) == 2 and all(r.extra["valid_ppl"] > 1 for r in full)
@@ -517,7 +647,8 @@ def test_recurrent_search_smoke_and_resume():
     resumed = rnn.RecurrentSearch(config, corpus, "cpu", seed=0)
     resumed.load_state_dict(first.state_dict())
     assert [r.extra["alphas"] for r in head + resumed.run_all()] == [
-        r.extra["alphas"] for r in full]
+        r.extra["alphas"] for r in full
+    ]
 
 
 # ---- GPU (skipped without CUDA; run by the GPU check script) ---------------------------------
@@ -530,8 +661,9 @@ def test_search_epochs_on_cuda_with_amp_and_channels_last(order):
     config = darts.DartsConfig(**TINY | {"order": order, "C": 4})
     cuda = darts.DartsSearch(config, toy_images(), "cuda", seed=0)
     records = cuda.run_all()
-    assert all(torch.isfinite(torch.tensor(r.extra["alphas"]["normal"])).all()
-               for r in records)
+    assert all(
+        torch.isfinite(torch.tensor(r.extra["alphas"]["normal"])).all() for r in records
+    )
     assert cuda.alphas.normal.device.type == "cuda"
     # The supernet on the GPU computes what it computes on the CPU (fp32, no autocast).
     net = tiny_net(dtype=torch.float32, C=4)

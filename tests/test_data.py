@@ -37,12 +37,34 @@ def test_digits_shapes_and_fixed_split():
         assert x.shape == (n, 1, 8, 8) and x.dtype == torch.float32
         assert y.shape == (n,) and y.dtype == torch.int64
     # Pinned: the split must not change between machines or library versions.
-    assert torch.bincount(d.train[1]).tolist() == [99, 101, 98, 102, 101, 101, 101, 100, 97,
-                                                   100]
-    assert torch.bincount(d.test[1]).tolist() == [40, 41, 39, 41, 40, 40, 40, 40, 39, 40]
+    assert torch.bincount(d.train[1]).tolist() == [
+        99,
+        101,
+        98,
+        102,
+        101,
+        101,
+        101,
+        100,
+        97,
+        100,
+    ]
+    assert torch.bincount(d.test[1]).tolist() == [
+        40,
+        41,
+        39,
+        41,
+        40,
+        40,
+        40,
+        40,
+        39,
+        40,
+    ]
     again = data.load("digits")
-    for a, b in zip((d.train, d.valid, d.test), (again.train, again.valid, again.test),
-                    strict=True):
+    for a, b in zip(
+        (d.train, d.valid, d.test), (again.train, again.valid, again.test), strict=True
+    ):
         assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     # Normalised with the training split's statistics.
     assert abs(d.train[0].mean().item()) < 1e-4
@@ -54,7 +76,9 @@ def test_digits_splits_partition_the_dataset():
 
     d = data.load("DiGiTs")  # names are case-insensitive
     raw = load_digits()
-    x_all = torch.from_numpy((raw.images.astype(np.float32) / 16.0 - d.mean[0]) / d.std[0])
+    x_all = torch.from_numpy(
+        (raw.images.astype(np.float32) / 16.0 - d.mean[0]) / d.std[0]
+    )
     full = _fingerprints((x_all.float()[:, None], torch.from_numpy(raw.target)))
     parts = [_fingerprints(s) for s in (d.train, d.valid, d.test)]
     assert sum(parts, Counter()) == full  # every example in exactly one split
@@ -96,8 +120,11 @@ def test_search_split_halves_are_disjoint_stratified_and_seeded():
 @pytest.mark.parametrize("portion", [0.0, 1.0, -0.5, 2.0, 0.001])
 def test_search_split_rejects_bad_portion(portion):
     with pytest.raises(ValueError, match="portion"):
-        data.search_split(torch.zeros(100, 1, 2, 2), torch.zeros(100, dtype=torch.long),
-                          portion=portion)
+        data.search_split(
+            torch.zeros(100, 1, 2, 2),
+            torch.zeros(100, dtype=torch.long),
+            portion=portion,
+        )
 
 
 # --------------------------------------------------------------------------- loader
@@ -112,7 +139,9 @@ def test_loader_batches_cover_the_epoch_once():
     assert len(loader) == 4
     batches = list(loader)
     assert [len(b[1]) for b in batches] == [16, 16, 16, 2]
-    assert all(bx.shape[1:] == (3, 8, 8) and bx.device.type == "cpu" for bx, _ in batches)
+    assert all(
+        bx.shape[1:] == (3, 8, 8) and bx.device.type == "cpu" for bx, _ in batches
+    )
     labels = torch.cat([b[1] for b in batches])
     assert sorted(labels.tolist()) == sorted(y.tolist())
     assert loader.epoch == 1
@@ -133,7 +162,9 @@ def test_loader_order_is_seeded_and_changes_each_epoch():
 
     first, second = epochs(0)
     assert not torch.equal(first, second)
-    assert all(torch.equal(a, b) for a, b in zip(epochs(0), (first, second), strict=True))
+    assert all(
+        torch.equal(a, b) for a, b in zip(epochs(0), (first, second), strict=True)
+    )
     assert not torch.equal(epochs(1)[0], first)
     assert torch.equal(epochs(0, shuffle=False)[0], y)
 
@@ -142,24 +173,40 @@ def _shift_candidates(image: torch.Tensor, pad: int, fill: torch.Tensor) -> list
     """Every crop of ``image`` padded with ``fill``, flipped or not (the oracle)."""
     C, H, W = image.shape
     padded = fill.view(C, 1, 1).expand(C, H + 2 * pad, W + 2 * pad).clone()
-    padded[:, pad:pad + H, pad:pad + W] = image
-    crops = [padded[:, i:i + H, j:j + W] for i in range(2 * pad + 1)
-             for j in range(2 * pad + 1)]
+    padded[:, pad : pad + H, pad : pad + W] = image
+    crops = [
+        padded[:, i : i + H, j : j + W]
+        for i in range(2 * pad + 1)
+        for j in range(2 * pad + 1)
+    ]
     return [(k, False, crop) for k, crop in enumerate(crops)] + [
-        (k, True, crop.flip(2)) for k, crop in enumerate(crops)]
+        (k, True, crop.flip(2)) for k, crop in enumerate(crops)
+    ]
 
 
 def test_crop_flip_is_a_padded_shift_possibly_flipped():
     x, y = _images(16, c=3, size=12)
     fill = torch.tensor([-1.0, -2.0, -3.0])
-    loader = data.BatchLoader(x, y, 16, "cpu", shuffle=False, augment="crop_flip",
-                              padding=2, fill=fill.tolist(), seed=3)
-    (bx, by), = list(loader)
+    loader = data.BatchLoader(
+        x,
+        y,
+        16,
+        "cpu",
+        shuffle=False,
+        augment="crop_flip",
+        padding=2,
+        fill=fill.tolist(),
+        seed=3,
+    )
+    ((bx, by),) = list(loader)
     assert bx.shape == x.shape and torch.equal(by, y)
     offsets, flips = set(), set()
     for i in range(16):
-        matches = [(k, f) for k, f, crop in _shift_candidates(x[i], 2, fill)
-                   if torch.equal(crop, bx[i])]
+        matches = [
+            (k, f)
+            for k, f, crop in _shift_candidates(x[i], 2, fill)
+            if torch.equal(crop, bx[i])
+        ]
         assert matches, f"image {i} is not a padded crop of its original"
         offsets.add(matches[0][0])
         flips.add(matches[0][1])
@@ -170,16 +217,21 @@ def test_crop_flip_is_a_padded_shift_possibly_flipped():
 def test_crop_only_never_flips():
     x, y = _images(16, size=8)
     loader = data.BatchLoader(x, y, 16, "cpu", shuffle=False, augment="crop", padding=1)
-    (bx, _), = list(loader)
+    ((bx, _),) = list(loader)
     for i in range(16):
-        assert any(torch.equal(crop, bx[i])
-                   for _, f, crop in _shift_candidates(x[i], 1, torch.zeros(3)) if not f)
+        assert any(
+            torch.equal(crop, bx[i])
+            for _, f, crop in _shift_candidates(x[i], 1, torch.zeros(3))
+            if not f
+        )
 
 
 def test_cutout_zeroes_one_clipped_16px_square():
     x = torch.ones(64, 3, 32, 32)
-    loader = data.BatchLoader(x, torch.zeros(64, dtype=torch.long), 64, "cpu", cutout=16)
-    (bx, _), = list(loader)
+    loader = data.BatchLoader(
+        x, torch.zeros(64, dtype=torch.long), 64, "cpu", cutout=16
+    )
+    ((bx, _),) = list(loader)
     assert bx.shape == x.shape
     full = 0
     for image in bx:
@@ -200,8 +252,9 @@ def test_cutout_zeroes_one_clipped_16px_square():
 
 def test_resume_draws_the_same_batches(tmp_path: Path):
     x, y = _images(50, size=8)
-    kwargs = dict(batch_size=8, device="cpu", augment="crop_flip", cutout=4, padding=2,
-                  seed=7)
+    kwargs = dict(
+        batch_size=8, device="cpu", augment="crop_flip", cutout=4, padding=2, seed=7
+    )
     loader = data.BatchLoader(x, y, **kwargs)
     stream = loader.forever()
     for _ in range(9):  # one epoch has 7 batches: stop inside the second
@@ -214,7 +267,9 @@ def test_resume_draws_the_same_batches(tmp_path: Path):
     resumed = data.BatchLoader(x, y, **kwargs)
     resumed.load_state_dict(torch.load(path, weights_only=True))
     got = resumed.forever()
-    for (ex, ey), (gx, gy) in zip(expected, (next(got) for _ in range(10)), strict=True):
+    for (ex, ey), (gx, gy) in zip(
+        expected, (next(got) for _ in range(10)), strict=True
+    ):
         assert torch.equal(ex, gx) and torch.equal(ey, gy)
 
 
@@ -242,7 +297,8 @@ def test_loader_rejects_bad_arguments():
         data.BatchLoader(x, y, 4, "cpu", fill=[0.0, 1.0])
     with pytest.raises(ValueError, match="batch size"):
         data.BatchLoader(x, y, 2, "cpu").load_state_dict(
-            {**data.BatchLoader(x, y, 4, "cpu").state_dict(), "batch": 6})
+            {**data.BatchLoader(x, y, 4, "cpu").state_dict(), "batch": 6}
+        )
 
 
 @pytest.mark.gpu
@@ -276,14 +332,37 @@ def _write_cifar(root: Path) -> dict[str, tuple[np.ndarray, list[int]]]:
     for i, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
         rows = rng.randint(0, 256, size=(CIFAR_PER_BATCH, 3072)).astype(np.uint8)
         labels = [(i + j) % 10 for j in range(CIFAR_PER_BATCH)]
-        (folder / name).write_bytes(_pickle_bytes({
-            "batch_label": f"synthetic batch {i}", "labels": labels, "data": rows,
-            "filenames": [f"img_{i}_{j}.png" for j in range(CIFAR_PER_BATCH)]}))
+        (folder / name).write_bytes(
+            _pickle_bytes(
+                {
+                    "batch_label": f"synthetic batch {i}",
+                    "labels": labels,
+                    "data": rows,
+                    "filenames": [f"img_{i}_{j}.png" for j in range(CIFAR_PER_BATCH)],
+                }
+            )
+        )
         written[name] = (rows, labels)
-    (folder / "batches.meta").write_bytes(_pickle_bytes({
-        "label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
-                        "horse", "ship", "truck"],
-        "num_cases_per_batch": CIFAR_PER_BATCH, "num_vis": 3072}))
+    (folder / "batches.meta").write_bytes(
+        _pickle_bytes(
+            {
+                "label_names": [
+                    "airplane",
+                    "automobile",
+                    "bird",
+                    "cat",
+                    "deer",
+                    "dog",
+                    "frog",
+                    "horse",
+                    "ship",
+                    "truck",
+                ],
+                "num_cases_per_batch": CIFAR_PER_BATCH,
+                "num_vis": 3072,
+            }
+        )
+    )
     return written
 
 
@@ -299,12 +378,17 @@ def cifar_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     root = tmp_path / "cache"
     written = _write_cifar(root)
     folder = root / CIFAR10.base_folder
-    monkeypatch.setattr(CIFAR10, "train_list",
-                        [[n, _md5(folder / n)] for n, _ in CIFAR10.train_list])
-    monkeypatch.setattr(CIFAR10, "test_list",
-                        [[n, _md5(folder / n)] for n, _ in CIFAR10.test_list])
-    monkeypatch.setattr(CIFAR10, "meta",
-                        {**CIFAR10.meta, "md5": _md5(folder / CIFAR10.meta["filename"])})
+    monkeypatch.setattr(
+        CIFAR10, "train_list", [[n, _md5(folder / n)] for n, _ in CIFAR10.train_list]
+    )
+    monkeypatch.setattr(
+        CIFAR10, "test_list", [[n, _md5(folder / n)] for n, _ in CIFAR10.test_list]
+    )
+    monkeypatch.setattr(
+        CIFAR10,
+        "meta",
+        {**CIFAR10.meta, "md5": _md5(folder / CIFAR10.meta["filename"])},
+    )
     return root, written
 
 
@@ -342,8 +426,9 @@ def test_cifar10_search_split_and_augmented_batches(cifar_root):
     d = data.load("cifar10", root=root, download=False)
     (xw, yw), (xa, ya) = data.search_split(*d.train, portion=0.5, seed=0)
     assert len(yw) == len(ya) == 50
-    loader = data.BatchLoader(xw, yw, 16, "cpu", augment="crop_flip", cutout=16,
-                              fill=d.fill, seed=0)
+    loader = data.BatchLoader(
+        xw, yw, 16, "cpu", augment="crop_flip", cutout=16, fill=d.fill, seed=0
+    )
     bx, by = next(loader.forever())
     assert bx.shape == (16, 3, 32, 32) and by.shape == (16,)
 

@@ -20,24 +20,43 @@ from nasedu.ops import OPS
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "genotypes"
 NAMES = G.names()
-SNAS_FORMS = [("SNAS_mild", "SNAS_mild_edge_all"),
-              ("SNAS_moderate", "SNAS_moderate_edge_all"),
-              ("SNAS_aggressive", "SNAS_aggressive_edge_all")]
+SNAS_FORMS = [
+    ("SNAS_mild", "SNAS_mild_edge_all"),
+    ("SNAS_moderate", "SNAS_moderate_edge_all"),
+    ("SNAS_aggressive", "SNAS_aggressive_edge_all"),
+]
 
 # No example database: the tests must not write a .hypothesis folder into the repo.
-PROPERTY = settings(max_examples=60, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(
+    max_examples=60,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
-TINY = dict(normal=[("sep_conv_3x3", 0), ("skip_connect", 1)], normal_concat=[2],
-            reduce=[("max_pool_3x3", 0), ("max_pool_3x3", 1)], reduce_concat=[2])
+TINY = dict(
+    normal=[("sep_conv_3x3", 0), ("skip_connect", 1)],
+    normal_concat=[2],
+    reduce=[("max_pool_3x3", 0), ("max_pool_3x3", 1)],
+    reduce_concat=[2],
+)
 
 
 # ------------------------------------------------------------------ published
 def test_published_names_match_the_files_in_data():
     assert len(NAMES) == len(set(NAMES)) == 12
     assert {n.lower() for n in NAMES} == {p.stem for p in DATA.glob("*.json")}
-    expected = {"NASNet_A", "AmoebaNet_A", "ENAS", "PNASNet_5", "DARTS_V1", "DARTS_V2",
-                "SNAS_mild", "SNAS_moderate", "SNAS_aggressive"}
+    expected = {
+        "NASNet_A",
+        "AmoebaNet_A",
+        "ENAS",
+        "PNASNet_5",
+        "DARTS_V1",
+        "DARTS_V2",
+        "SNAS_mild",
+        "SNAS_moderate",
+        "SNAS_aggressive",
+    }
     assert expected <= set(NAMES)
 
 
@@ -47,7 +66,10 @@ def test_every_record_names_its_paper_and_code(path):
     assert record["name"].lower() == path.stem
     source = record["source"]
     for key in ("paper", "code"):
-        assert isinstance(source.get(key), str) and source[key].strip(), (path.name, key)
+        assert isinstance(source.get(key), str) and source[key].strip(), (
+            path.name,
+            key,
+        )
     assert "arXiv" in source["paper"]
 
 
@@ -106,8 +128,9 @@ def test_snas_8_edge_and_14_edge_forms_are_the_same_cell(pairs, edge_all):
     # Same non-none edges, node by node.
     for cell in CELLS:
         for na, nb in zip(a.nodes(cell), b.nodes(cell), strict=True):
-            assert sorted(e for e in na if e[0] != "none") == \
-                sorted(e for e in nb if e[0] != "none")
+            assert sorted(e for e in na if e[0] != "none") == sorted(
+                e for e in nb if e[0] != "none"
+            )
 
 
 #: NASNet-A as written in TF-Slim ``nasnet_utils.py`` (``NasNetANormalCell``,
@@ -115,16 +138,38 @@ def test_snas_8_edge_and_14_edge_forms_are_the_same_cell(pairs, edge_all):
 #: ``used_hiddenstates`` flags. TF state 0 is the previous cell (k−1) and TF state 1
 #: the cell before it (k−2): the reverse of the DARTS convention.
 TF_NASNET_A = {
-    "normal": (["separable_5x5_2", "separable_3x3_2", "separable_5x5_2", "separable_3x3_2",
-                "avg_pool_3x3", "none", "avg_pool_3x3", "avg_pool_3x3", "separable_3x3_2",
-                "none"],
-               [0, 1, 1, 1, 0, 1, 1, 1, 0, 0],
-               [1, 0, 0, 0, 0, 0, 0]),
-    "reduce": (["separable_5x5_2", "separable_7x7_2", "max_pool_3x3", "separable_7x7_2",
-                "avg_pool_3x3", "separable_5x5_2", "none", "avg_pool_3x3", "separable_3x3_2",
-                "max_pool_3x3"],
-               [0, 1, 0, 1, 0, 1, 3, 2, 2, 0],
-               [1, 1, 1, 0, 0, 0, 0]),
+    "normal": (
+        [
+            "separable_5x5_2",
+            "separable_3x3_2",
+            "separable_5x5_2",
+            "separable_3x3_2",
+            "avg_pool_3x3",
+            "none",
+            "avg_pool_3x3",
+            "avg_pool_3x3",
+            "separable_3x3_2",
+            "none",
+        ],
+        [0, 1, 1, 1, 0, 1, 1, 1, 0, 0],
+        [1, 0, 0, 0, 0, 0, 0],
+    ),
+    "reduce": (
+        [
+            "separable_5x5_2",
+            "separable_7x7_2",
+            "max_pool_3x3",
+            "separable_7x7_2",
+            "avg_pool_3x3",
+            "separable_5x5_2",
+            "none",
+            "avg_pool_3x3",
+            "separable_3x3_2",
+            "max_pool_3x3",
+        ],
+        [0, 1, 0, 1, 0, 1, 3, 2, 2, 0],
+        [1, 1, 1, 0, 0, 0, 0],
+    ),
 }
 
 
@@ -147,9 +192,14 @@ def test_nasnet_a_is_the_tf_slim_cell_and_concatenates_the_older_input():
     g = G.load("NASNet_A")
     assert g.normal_concat == (0, 2, 3, 4, 5, 6)
     assert g.reduce_concat == (3, 4, 5, 6)
-    darts_name = {"separable_3x3_2": "sep_conv_3x3", "separable_5x5_2": "sep_conv_5x5",
-                  "separable_7x7_2": "sep_conv_7x7", "avg_pool_3x3": "avg_pool_3x3",
-                  "max_pool_3x3": "max_pool_3x3", "none": "skip_connect"}  # TF none = identity
+    darts_name = {
+        "separable_3x3_2": "sep_conv_3x3",
+        "separable_5x5_2": "sep_conv_5x5",
+        "separable_7x7_2": "sep_conv_7x7",
+        "avg_pool_3x3": "avg_pool_3x3",
+        "max_pool_3x3": "max_pool_3x3",
+        "none": "skip_connect",
+    }  # TF none = identity
     for cell, (ops, indices, used) in TF_NASNET_A.items():
         pairs = zip(ops, indices, strict=True)
         edges = tuple((darts_name[op], _tf_to_darts(i)) for op, i in pairs)
@@ -181,16 +231,21 @@ def test_unknown_op_is_named_with_the_choices():
 
 @pytest.mark.parametrize("index", [2, 5, -1])
 def test_input_index_out_of_range_is_named(index):
-    with pytest.raises(ValueError, match=f"input {index} is invalid; valid inputs are 0..1"):
+    with pytest.raises(
+        ValueError, match=f"input {index} is invalid; valid inputs are 0..1"
+    ):
         Genotype(**_with(reduce=[("max_pool_3x3", 0), ("max_pool_3x3", index)]))
 
 
-@pytest.mark.parametrize("concat, message", [
-    ([3], "normal_concat index 3 is invalid; valid states are 0..2"),
-    ([-1], "normal_concat index -1 is invalid"),
-    ([], "must list distinct states"),
-    ([2, 2], r"must list distinct states, got \[2, 2\]"),
-])
+@pytest.mark.parametrize(
+    "concat, message",
+    [
+        ([3], "normal_concat index 3 is invalid; valid states are 0..2"),
+        ([-1], "normal_concat index -1 is invalid"),
+        ([], "must list distinct states"),
+        ([2, 2], r"must list distinct states, got \[2, 2\]"),
+    ],
+)
 def test_bad_concat_is_refused(concat, message):
     with pytest.raises(ValueError, match=message):
         Genotype(**_with(normal_concat=concat))
@@ -198,7 +253,9 @@ def test_bad_concat_is_refused(concat, message):
 
 def test_edges_that_do_not_split_into_nodes_are_refused():
     with pytest.raises(ValueError, match="do not split into nodes"):
-        Genotype(**_with(normal=[("sep_conv_3x3", 0), ("skip_connect", 1), ("none", 0)]))
+        Genotype(
+            **_with(normal=[("sep_conv_3x3", 0), ("skip_connect", 1), ("none", 0)])
+        )
     with pytest.raises(ValueError, match="has no edges"):
         Genotype(**_with(reduce=[]))
     with pytest.raises(ValueError, match="list of \\[op, input\\] pairs"):
@@ -226,7 +283,9 @@ def test_malformed_json_text(text):
 
 def test_json_missing_fields_are_named():
     with pytest.raises(ValueError, match="lacks normal_concat, reduce_concat"):
-        Genotype.from_json(json.dumps({"normal": TINY["normal"], "reduce": TINY["reduce"]}))
+        Genotype.from_json(
+            json.dumps({"normal": TINY["normal"], "reduce": TINY["reduce"]})
+        )
     with pytest.raises(ValueError, match="must be a JSON object"):
         Genotype.from_dict([1, 2])
 
@@ -272,8 +331,14 @@ def genotypes(draw, forms=FORMS):
         fields[cell] = edges
         # A reduction cell may only concatenate its (halved) nodes, never its inputs.
         first = 0 if cell == "normal" else 2
-        fields[f"{cell}_concat"] = draw(st.lists(
-            st.integers(first, steps + 1), min_size=1, max_size=steps + 2 - first, unique=True))
+        fields[f"{cell}_concat"] = draw(
+            st.lists(
+                st.integers(first, steps + 1),
+                min_size=1,
+                max_size=steps + 2 - first,
+                unique=True,
+            )
+        )
     return Genotype(**fields)
 
 
@@ -344,7 +409,9 @@ def test_hash_ignores_relabelling_two_independent_nodes(g, data):
     # their positions and renumbering s <-> s+1 everywhere gives the same cell.
     cell = data.draw(st.sampled_from(CELLS))
     nodes = [list(n) for n in g.nodes(cell)]
-    candidates = [k for k in range(len(nodes) - 1) if all(i != k + 2 for _, i in nodes[k + 1])]
+    candidates = [
+        k for k in range(len(nodes) - 1) if all(i != k + 2 for _, i in nodes[k + 1])
+    ]
     if not candidates:
         return
     k = data.draw(st.sampled_from(candidates))
@@ -392,16 +459,36 @@ def test_hash_ignores_ops_on_dead_edges(g, data):
 def test_hash_sees_which_cell_input_an_edge_reads_and_which_cell_it_is_in():
     g = Genotype(**TINY)
     flipped = Genotype(**_with(normal=[("sep_conv_3x3", 1), ("skip_connect", 0)]))
-    swapped_cells = Genotype(normal=TINY["reduce"], normal_concat=[2], reduce=TINY["normal"],
-                             reduce_concat=[2])
+    swapped_cells = Genotype(
+        normal=TINY["reduce"],
+        normal_concat=[2],
+        reduce=TINY["normal"],
+        reduce_concat=[2],
+    )
     assert len({g.hash(), flipped.hash(), swapped_cells.hash()}) == 3
 
 
 def test_dead_node_is_ignored_by_the_hash_on_a_hand_made_cell():
     # Node 3 is not concatenated and nothing reads it: whatever it computes is unused.
-    base = _with(normal=[("sep_conv_3x3", 0), ("skip_connect", 1),
-                         ("sep_conv_5x5", 0), ("avg_pool_3x3", 2)], normal_concat=[2])
-    other = _with(normal=[("sep_conv_3x3", 0), ("skip_connect", 1),
-                          ("max_pool_3x3", 1), ("none", 0)], normal_concat=[2])
+    base = _with(
+        normal=[
+            ("sep_conv_3x3", 0),
+            ("skip_connect", 1),
+            ("sep_conv_5x5", 0),
+            ("avg_pool_3x3", 2),
+        ],
+        normal_concat=[2],
+    )
+    other = _with(
+        normal=[
+            ("sep_conv_3x3", 0),
+            ("skip_connect", 1),
+            ("max_pool_3x3", 1),
+            ("none", 0),
+        ],
+        normal_concat=[2],
+    )
     assert Genotype(**base).hash() == Genotype(**other).hash()
-    assert Genotype(**base).hash() != Genotype(**{**base, "normal_concat": [2, 3]}).hash()
+    assert (
+        Genotype(**base).hash() != Genotype(**{**base, "normal_concat": [2, 3]}).hash()
+    )

@@ -20,7 +20,9 @@ TINY = {"evaluations": 3, "init_evaluations": 2, "ea_evaluations": 16}
 
 def _graphs(n: int, seed: int = 0) -> list[lg.LayerGraph]:
     rng = random.Random(seed)
-    return [lg.random_graph(rng, image_size=8, steps=rng.randint(0, 6)) for _ in range(n)]
+    return [
+        lg.random_graph(rng, image_size=8, steps=rng.randint(0, 6)) for _ in range(n)
+    ]
 
 
 def test_validation_names_the_problem():
@@ -30,10 +32,15 @@ def test_validation_names_the_problem():
         lg.chain(["max-pool", "fc", "softmax"], [0, 8, 0])
     with pytest.raises(ValueError, match="before 'op' must all be softmax"):
         lg.chain(["conv3", "fc"], [8, 8])
-    with pytest.raises(ValueError, match="mixes input sizes"):  # pooled and unpooled inputs
-        lg.make_graph(["ip", "conv3", "max-pool", "conv3", "fc", "softmax", "op"],
-                      [0, 8, 0, 8, 8, 0, 0], [0, 1, 0, 1, 0, 0, 0],
-                      [(0, 1), (1, 2), (1, 3), (2, 3), (3, 4), (4, 5), (5, 6)])
+    with pytest.raises(
+        ValueError, match="mixes input sizes"
+    ):  # pooled and unpooled inputs
+        lg.make_graph(
+            ["ip", "conv3", "max-pool", "conv3", "fc", "softmax", "op"],
+            [0, 8, 0, 8, 8, 0, 0],
+            [0, 1, 0, 1, 0, 0, 0],
+            [(0, 1), (1, 2), (1, 3), (2, 3), (3, 4), (4, 5), (5, 6)],
+        )
     g = lg.initial_pool()[3]
     assert lg.LayerGraph.from_dict(json.loads(json.dumps(g.to_dict()))) == g
 
@@ -43,9 +50,12 @@ def test_layer_masses_by_hand():
     # conv: 1·16 (the input counts one channel); pool: its 16 input channels;
     # fc: 0.1·16·32 = 51.2; ip/op/softmax: max(0.1·83.2, 100) = 100
     assert np.allclose(small.masses(), [100, 16, 16, 51.2, 100, 100])
-    big = lg.make_graph(["ip", "conv3", "conv3", "fc", "softmax", "softmax", "op"],
-                        [0, 32, 64, 64, 0, 0, 0], [0, 1, 1, 0, 0, 0, 0],
-                        [(0, 1), (1, 2), (2, 3), (3, 4), (3, 5), (4, 6), (5, 6)])
+    big = lg.make_graph(
+        ["ip", "conv3", "conv3", "fc", "softmax", "softmax", "op"],
+        [0, 32, 64, 64, 0, 0, 0],
+        [0, 1, 1, 0, 0, 0, 0],
+        [(0, 1), (1, 2), (2, 3), (3, 4), (3, 5), (4, 6), (5, 6)],
+    )
     proc = 32 + 32 * 64 + 0.1 * 64 * 64  # 2489.6 -> non-processing mass 248.96
     assert np.allclose(big.masses(), [248.96, 32, 2048, 409.6, 124.48, 124.48, 248.96])
     assert proc == pytest.approx(2489.6)
@@ -54,17 +64,22 @@ def test_layer_masses_by_hand():
 def test_path_lengths_by_hand():
     g = lg.initial_pool()[3]  # ip → c1 → c2 → c3 → pool, plus the skip c1 → pool
     bkwd, fwd = g.path_lengths()
-    col = {k: i for i, k in enumerate((gr, t) for gr in lg.GROUPS for t in lg.PATH_TYPES)}
+    col = {
+        k: i for i, k in enumerate((gr, t) for gr in lg.GROUPS for t in lg.PATH_TYPES)
+    }
     assert bkwd[4, col["all", "shortest"]] == 2 and bkwd[4, col["all", "longest"]] == 4
     assert bkwd[4, col["all", "rw"]] == pytest.approx(1 + (1 + 3) / 2)
-    assert bkwd[4, col["conv", "longest"]] == 3 and bkwd[4, col["pool", "shortest"]] == 1
+    assert (
+        bkwd[4, col["conv", "longest"]] == 3 and bkwd[4, col["pool", "shortest"]] == 1
+    )
     assert fwd[1, col["all", "shortest"]] == 4 and fwd[1, col["all", "longest"]] == 6
     assert fwd[0, col["fc", "longest"]] == 1 and fwd[7].sum() == 0
 
 
 def test_label_mismatch_matrix():
-    m = lg.label_mismatch(["conv3", "conv7", "max-pool", "fc"],
-                          ["conv5", "avg-pool", "fc", "conv3"])
+    m = lg.label_mismatch(
+        ["conv3", "conv7", "max-pool", "fc"], ["conv5", "avg-pool", "fc", "conv3"]
+    )
     assert m[0, 0] == pytest.approx(np.sqrt(2) / 10 * np.sqrt(2))
     assert m[1, 3] == pytest.approx(np.sqrt(2) / 10 * 2)
     assert m[2, 1] == 0.5 and m[3, 2] == 0.0 and np.isinf(m[0, 2])
@@ -74,27 +89,38 @@ def _lp_optimum(supply, demand, cost):
     n1, n2 = cost.shape
     a_eq = np.zeros((n1 + n2, n1 * n2))
     for i in range(n1):
-        a_eq[i, i * n2:(i + 1) * n2] = 1
+        a_eq[i, i * n2 : (i + 1) * n2] = 1
     for j in range(n2):
         a_eq[n1 + j, j::n2] = 1
-    res = linprog(cost.ravel(), A_eq=a_eq, b_eq=np.concatenate([supply, demand]),
-                  bounds=(0, None), method="highs")
+    res = linprog(
+        cost.ravel(),
+        A_eq=a_eq,
+        b_eq=np.concatenate([supply, demand]),
+        bounds=(0, None),
+        method="highs",
+    )
     assert res.status == 0
     return res.fun
 
 
 def test_otmann_equals_brute_force_linear_program():
-    tiny = [lg.chain(["conv3", "softmax"], [8, 0]),
-            lg.chain(["conv5", "fc", "softmax"], [16, 8, 0]),
-            lg.chain(["conv3", "max-pool", "softmax"], [4, 0, 0]),
-            lg.initial_pool(1, 8)[3]]
+    tiny = [
+        lg.chain(["conv3", "softmax"], [8, 0]),
+        lg.chain(["conv5", "fc", "softmax"], [16, 8, 0]),
+        lg.chain(["conv3", "max-pool", "softmax"], [4, 0, 0]),
+        lg.initial_pool(1, 8)[3],
+    ]
     for a in tiny:
         for b in tiny:
             for mis, struct in zip(lg.MISLABEL_COEFFS, lg.STRUCT_COEFFS, strict=True):
                 d, dbar, plan = lg.otmann(a, b, mis, struct)
                 supply, demand, cost = lg.ot_problem(a, b, mis, struct)
-                assert d == pytest.approx(_lp_optimum(supply, demand, cost), rel=1e-7, abs=1e-7)
-                assert np.allclose(plan.sum(1), supply) and np.allclose(plan.sum(0), demand)
+                assert d == pytest.approx(
+                    _lp_optimum(supply, demand, cost), rel=1e-7, abs=1e-7
+                )
+                assert np.allclose(plan.sum(1), supply) and np.allclose(
+                    plan.sum(0), demand
+                )
 
 
 def test_otmann_is_zero_on_self_symmetric_and_normalised():
@@ -107,7 +133,10 @@ def test_otmann_is_zero_on_self_symmetric_and_normalised():
             dba, eba = lg.otmann_features(b, a)
             assert np.allclose(dab, dba, rtol=1e-9, atol=1e-6)
             assert np.all((eab >= 0) & (eab <= 1.0))
-    a, b = lg.chain(["conv3", "softmax"], [8, 0]), lg.chain(["conv3", "softmax"], [64, 0])
+    a, b = (
+        lg.chain(["conv3", "softmax"], [8, 0]),
+        lg.chain(["conv3", "softmax"], [64, 0]),
+    )
     assert lg.otmann(a, b)[0] > 0  # different masses must cost something
 
 
@@ -170,18 +199,45 @@ def test_paper_config_and_budgets():
 
 
 def _trace(records):
-    return [(r.step, json.dumps(r.architecture, sort_keys=True), round(r.reward, 6))
-            for r in records]
+    return [
+        (r.step, json.dumps(r.architecture, sort_keys=True), round(r.reward, 6))
+        for r in records
+    ]
 
 
 def test_search_runs_and_resume_equals_uninterrupted(tmp_path):
-    full = run("nasbot", budget="smoke", seed=2, out=tmp_path / "full", progress=False,
-               device="cpu", **TINY)
+    full = run(
+        "nasbot",
+        budget="smoke",
+        seed=2,
+        out=tmp_path / "full",
+        progress=False,
+        device="cpu",
+        **TINY,
+    )
     assert [r.extra["phase"] for r in full.records] == ["init", "init", "bo"]
-    assert full.records[2].architecture not in [r.architecture for r in full.records[:2]]
+    assert full.records[2].architecture not in [
+        r.architecture for r in full.records[:2]
+    ]
     part = tmp_path / "part"
-    run("nasbot", budget="smoke", seed=2, out=part, progress=False, device="cpu",
-        max_steps=2, **TINY)
-    resumed = run("nasbot", budget="smoke", seed=2, out=part, progress=False, device="cpu",
-                  resume=True, **TINY)
+    run(
+        "nasbot",
+        budget="smoke",
+        seed=2,
+        out=part,
+        progress=False,
+        device="cpu",
+        max_steps=2,
+        **TINY,
+    )
+    resumed = run(
+        "nasbot",
+        budget="smoke",
+        seed=2,
+        out=part,
+        progress=False,
+        device="cpu",
+        resume=True,
+        **TINY,
+    )
     assert _trace(resumed.records) == _trace(full.records)

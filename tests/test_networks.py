@@ -46,8 +46,11 @@ def _count(e: dict, auxiliary: bool = False) -> int:
 
 
 def _entry(genotype: str, network: str, paper_M: float) -> dict:
-    matches = [e for e in ENTRIES if (e["genotype"], e["network"], e["paper_M"])
-               == (genotype, network, paper_M)]
+    matches = [
+        e
+        for e in ENTRIES
+        if (e["genotype"], e["network"], e["paper_M"]) == (genotype, network, paper_M)
+    ]
     assert len(matches) == 1, f"no single entry for {genotype} {network} {paper_M}M"
     return matches[0]
 
@@ -184,14 +187,22 @@ def test_reduce_concat_of_a_cell_input_is_refused_at_validation():
     # be concatenated with them (TF-Slim would factorized-reduce them; no published cell
     # needs that, so nasedu refuses the genotype up front instead of failing in torch.cat).
     with pytest.raises(ValueError, match="reduce_concat may not list the cell inputs"):
-        Genotype(normal=[("sep_conv_3x3", 0), ("skip_connect", 1)], normal_concat=[2],
-                 reduce=[("max_pool_3x3", 0), ("max_pool_3x3", 1)], reduce_concat=[1, 2])
+        Genotype(
+            normal=[("sep_conv_3x3", 0), ("skip_connect", 1)],
+            normal_concat=[2],
+            reduce=[("max_pool_3x3", 0), ("max_pool_3x3", 1)],
+            reduce_concat=[1, 2],
+        )
 
 
 def test_cell_inputs_in_the_normal_concat_work():
     # The case NASNet-A needs: a normal cell may concatenate its inputs (same size).
-    g = Genotype(normal=[("sep_conv_3x3", 0), ("skip_connect", 1)], normal_concat=[0, 1, 2],
-                 reduce=[("max_pool_3x3", 0), ("max_pool_3x3", 1)], reduce_concat=[2])
+    g = Genotype(
+        normal=[("sep_conv_3x3", 0), ("skip_connect", 1)],
+        normal_concat=[0, 1, 2],
+        reduce=[("max_pool_3x3", 0), ("max_pool_3x3", 1)],
+        reduce_concat=[2],
+    )
     logits, aux = NetworkCIFAR(g, C=4, layers=5)(torch.randn(2, 3, 16, 16))
     assert logits.shape == aux.shape == (2, 10)
 
@@ -207,7 +218,8 @@ def test_parameter_count_rounds_to_the_paper_iff_recorded_as_agreeing(entry):
     rounded = round(_count(entry) / 1e6, 1)
     assert (rounded == entry["paper_M"]) is entry["agrees_with_paper"], (
         f"{_entry_id(entry)}: counts {rounded}M; agrees_with_paper is "
-        f"{entry['agrees_with_paper']}")
+        f"{entry['agrees_with_paper']}"
+    )
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=_entry_id)
@@ -228,8 +240,11 @@ KNOWN_DISCREPANCIES = {
 
 
 def test_every_recorded_discrepancy_is_pinned_by_a_named_test():
-    recorded = {(e["genotype"], e["network"], e["paper_M"]) for e in ENTRIES
-                if not e["agrees_with_paper"]}
+    recorded = {
+        (e["genotype"], e["network"], e["paper_M"])
+        for e in ENTRIES
+        if not e["agrees_with_paper"]
+    }
     assert recorded == set(KNOWN_DISCREPANCIES)
 
 
@@ -237,7 +252,10 @@ def _check_discrepancy(genotype: str, paper_M: float, code_count: int) -> None:
     e = _entry(genotype, "NetworkCIFAR", paper_M)
     count = _count(e)
     assert count == code_count == e["official_code_count"]
-    assert round(count / 1e6, 1) == KNOWN_DISCREPANCIES[(genotype, "NetworkCIFAR", paper_M)]
+    assert (
+        round(count / 1e6, 1)
+        == KNOWN_DISCREPANCIES[(genotype, "NetworkCIFAR", paper_M)]
+    )
     assert round(count / 1e6, 1) != paper_M and not e["agrees_with_paper"]
 
 
@@ -259,13 +277,16 @@ def test_known_discrepancy_amoebanet_own_table_prints_3_2M():
     assert _entry("AmoebaNet_A", "NetworkCIFAR", 3.1)["agrees_with_paper"]
 
 
-@pytest.mark.parametrize("genotype, network, paper_M", [
-    ("DARTS_V2", "NetworkCIFAR", 3.3),
-    ("AmoebaNet_A", "NetworkCIFAR", 3.1),
-    ("SNAS_moderate", "NetworkCIFAR", 2.8),
-    ("SNAS_aggressive", "NetworkCIFAR", 2.3),
-    ("DARTS_V2", "NetworkImageNet", 4.7),
-])
+@pytest.mark.parametrize(
+    "genotype, network, paper_M",
+    [
+        ("DARTS_V2", "NetworkCIFAR", 3.3),
+        ("AmoebaNet_A", "NetworkCIFAR", 3.1),
+        ("SNAS_moderate", "NetworkCIFAR", 2.8),
+        ("SNAS_aggressive", "NetworkCIFAR", 2.3),
+        ("DARTS_V2", "NetworkImageNet", 4.7),
+    ],
+)
 def test_acceptance_counts_match_the_papers(genotype, network, paper_M):
     # The foundation issue's acceptance list: these must agree with the printed value.
     e = _entry(genotype, network, paper_M)
@@ -282,12 +303,19 @@ def test_snas_14_edge_form_has_the_8_edge_form_count(pairs):
 
 def _aux_head_params(C_aux: int, num_classes: int, final_bn: bool) -> int:
     # ReLU, pool, 1x1 conv C_aux->128, BN(128), 2x2 conv 128->768, [BN(768)], linear.
-    return (C_aux * 128 + 2 * 128 + 128 * 768 * 4 + (2 * 768 if final_bn else 0)
-            + 768 * num_classes + num_classes)
+    return (
+        C_aux * 128
+        + 2 * 128
+        + 128 * 768 * 4
+        + (2 * 768 if final_bn else 0)
+        + 768 * num_classes
+        + num_classes
+    )
 
 
-@pytest.mark.parametrize("entry", [e for e in ENTRIES if e["genotype"] == "DARTS_V2"],
-                         ids=_entry_id)
+@pytest.mark.parametrize(
+    "entry", [e for e in ENTRIES if e["genotype"] == "DARTS_V2"], ids=_entry_id
+)
 def test_count_with_auxiliary_adds_exactly_the_head(entry):
     model = _full_size(entry["genotype"], entry["network"], entry["C"], entry["layers"])
     C_aux = 4 * 4 * entry["C"]  # 4 concatenated nodes of 4C after two reductions
@@ -297,10 +325,14 @@ def test_count_with_auxiliary_adds_exactly_the_head(entry):
         head = _aux_head_params(C_aux, 1000, final_bn=False)
     assert count_parameters(model, auxiliary=True) - count_parameters(model) == head
     assert head == sum(p.numel() for p in model.auxiliary_head.parameters())
-    no_aux = NETWORKS[entry["network"]](G.load("DARTS_V2"), C=entry["C"],
-                                        layers=entry["layers"], auxiliary=False)
-    assert count_parameters(no_aux) == count_parameters(no_aux, auxiliary=True) \
+    no_aux = NETWORKS[entry["network"]](
+        G.load("DARTS_V2"), C=entry["C"], layers=entry["layers"], auxiliary=False
+    )
+    assert (
+        count_parameters(no_aux)
+        == count_parameters(no_aux, auxiliary=True)
         == count_parameters(model)
+    )
 
 
 # ----------------------------------------------------------------------- FLOPs
@@ -315,7 +347,9 @@ def test_count_flops_of_a_tiny_network_and_mode_is_restored():
     model = NetworkCIFAR(G.load("DARTS_V2"), C=8, layers=5).train()
     flops = count_flops(model, (1, 3, 16, 16))
     assert isinstance(flops, int) and flops > 0
-    stem_mult_adds = 24 * 16 * 16 * 3 * 3 * 3  # the first conv alone: 3 -> 3C=24 channels
+    stem_mult_adds = (
+        24 * 16 * 16 * 3 * 3 * 3
+    )  # the first conv alone: 3 -> 3C=24 channels
     assert flops > 2 * stem_mult_adds
     assert model.training  # count_flops runs in eval mode and switches back
     assert count_flops(model, (2, 3, 16, 16)) == 2 * flops  # linear in the batch

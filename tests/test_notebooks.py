@@ -38,26 +38,36 @@ class SlowNotebookWarning(UserWarning):
 def test_chapter_executes(chapter: dict, chapter_runner: ChapterRunner) -> None:
     execution = chapter_runner.get(chapter["name"])
     if not execution.ok:
-        pytest.fail(f"{chapter['file']} failed under papermill (executed copy: "
-                    f"{execution.output.relative_to(REPO)}):\n{execution.error}")
+        pytest.fail(
+            f"{chapter['file']} failed under papermill (executed copy: "
+            f"{execution.output.relative_to(REPO)}):\n{execution.error}"
+        )
 
     glued = glued_values(nbformat.read(execution.output, as_version=4))
     for item in chapter["glue"]:
         name = item["name"]
-        assert name in glued, f"{chapter['file']} did not glue {name!r}; glued: {sorted(glued)}"
+        assert name in glued, (
+            f"{chapter['file']} did not glue {name!r}; glued: {sorted(glued)}"
+        )
         low, high = item.get("min"), item.get("max")
         if low is None and high is None:
             continue
         value = glued[name]
         assert isinstance(value, (int, float)) and not isinstance(value, bool), (
-            f"{chapter['file']}: glued {name!r} = {value!r} is not a number")
+            f"{chapter['file']}: glued {name!r} = {value!r} is not a number"
+        )
         assert (low is None or value >= low) and (high is None or value <= high), (
-            f"{chapter['file']}: glued {name!r} = {value} outside [{low}, {high}]")
+            f"{chapter['file']}: glued {name!r} = {value} outside [{low}, {high}]"
+        )
 
     limit = chapter["smoke_seconds_limit"]
     if execution.seconds > limit:
-        warnings.warn(f"{chapter['name']} took {execution.seconds:.0f} s at the smoke budget, "
-                      f"over its {limit} s limit", SlowNotebookWarning, stacklevel=1)
+        warnings.warn(
+            f"{chapter['name']} took {execution.seconds:.0f} s at the smoke budget, "
+            f"over its {limit} s limit",
+            SlowNotebookWarning,
+            stacklevel=1,
+        )
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
@@ -67,13 +77,19 @@ def test_source_notebook_hygiene(chapter: dict) -> None:
     nbformat.validate(nb)
     assert nb.metadata.get("kernelspec", {}).get("name") == KERNEL_NAME, (
         f"{path.name}: kernelspec must be {KERNEL_NAME!r} (papermill and Colab need it), "
-        f"got {nb.metadata.get('kernelspec')!r}")
+        f"got {nb.metadata.get('kernelspec')!r}"
+    )
     code = [c for c in nb.cells if c.cell_type == "code"]
-    dirty = [i for i, c in enumerate(code) if c.outputs or c.execution_count is not None]
-    assert not dirty, f"{path.name}: code cells {dirty} have committed outputs; clear them"
+    dirty = [
+        i for i, c in enumerate(code) if c.outputs or c.execution_count is not None
+    ]
+    assert not dirty, (
+        f"{path.name}: code cells {dirty} have committed outputs; clear them"
+    )
     tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
-    assert len(tagged) == 1, f"{path.name}: expected one cell tagged 'parameters', " \
-        f"found {len(tagged)}"
+    assert len(tagged) == 1, (
+        f"{path.name}: expected one cell tagged 'parameters', found {len(tagged)}"
+    )
     missing = PARAMETERS - parameter_names(tagged[0].source)
     assert not missing, f"{path.name}: the parameters cell lacks {sorted(missing)}"
 
@@ -84,48 +100,82 @@ def test_failing_notebook_fails_papermill(tmp_path: Path) -> None:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {
-        "name": KERNEL_NAME, "display_name": "Python 3", "language": "python"}})
-    nb.cells = [nbformat.v4.new_code_cell("x = 1"),
-                nbformat.v4.new_code_cell("raise RuntimeError('deliberate failure')")]
+    nb = nbformat.v4.new_notebook(
+        metadata={
+            "kernelspec": {
+                "name": KERNEL_NAME,
+                "display_name": "Python 3",
+                "language": "python",
+            }
+        }
+    )
+    nb.cells = [
+        nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_code_cell("raise RuntimeError('deliberate failure')"),
+    ]
     source = tmp_path / "broken.ipynb"
     nbformat.write(nb, source)
     with pytest.raises(PapermillExecutionError, match="deliberate failure"):
-        papermill.execute_notebook(source, tmp_path / "out.ipynb", kernel_name=KERNEL_NAME,
-                                   cwd=tmp_path, progress_bar=False)
+        papermill.execute_notebook(
+            source,
+            tmp_path / "out.ipynb",
+            kernel_name=KERNEL_NAME,
+            cwd=tmp_path,
+            progress_bar=False,
+        )
 
 
 # ---- the harness's own pieces (no kernel needed) ---------------------------------------------
 
+
 def _glue_output(name: str, text: str, display: bool) -> dict:
     """An output as myst_nb.glue writes it (myst_nb/ext/glue/__init__.py)."""
     prefix = "" if display else "application/papermill.record/"
-    return nbformat.v4.new_output("display_data", data={prefix + "text/plain": text},
-                                  metadata={"scrapbook": {"name": name, "mime_prefix": prefix}})
+    return nbformat.v4.new_output(
+        "display_data",
+        data={prefix + "text/plain": text},
+        metadata={"scrapbook": {"name": name, "mime_prefix": prefix}},
+    )
 
 
 def test_glued_values_reads_both_glue_forms() -> None:
     cell = nbformat.v4.new_code_cell("glue(...)")
-    cell.outputs = [_glue_output("acc", "0.5", display=False),
-                    _glue_output("err", "np.float64(2.76)", display=True),
-                    _glue_output("name", "'DARTS'", display=False),
-                    _glue_output("obj", "<object at 0x1>", display=False),
-                    nbformat.v4.new_output("stream", text="0.9\n")]
+    cell.outputs = [
+        _glue_output("acc", "0.5", display=False),
+        _glue_output("err", "np.float64(2.76)", display=True),
+        _glue_output("name", "'DARTS'", display=False),
+        _glue_output("obj", "<object at 0x1>", display=False),
+        nbformat.v4.new_output("stream", text="0.9\n"),
+    ]
     nb = nbformat.v4.new_notebook(cells=[cell])
-    assert glued_values(nb) == {"acc": 0.5, "err": 2.76, "name": "DARTS",
-                                "obj": "<object at 0x1>"}
+    assert glued_values(nb) == {
+        "acc": 0.5,
+        "err": 2.76,
+        "name": "DARTS",
+        "obj": "<object at 0x1>",
+    }
 
 
 def test_parameter_names() -> None:
-    source = 'budget = "smoke"  # smoke | colab | paper\ndevice: str = "auto"\nx, y = 1, 2\n'
+    source = (
+        'budget = "smoke"  # smoke | colab | paper\ndevice: str = "auto"\nx, y = 1, 2\n'
+    )
     assert parameter_names(source) == {"budget", "device"}
 
 
 def _notebook(code: list[str]) -> nbformat.NotebookNode:
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {
-        "name": KERNEL_NAME, "display_name": "Python 3", "language": "python"}})
-    nb.cells = [nbformat.v4.new_markdown_cell("# t")] + [nbformat.v4.new_code_cell(c)
-                                                         for c in code]
+    nb = nbformat.v4.new_notebook(
+        metadata={
+            "kernelspec": {
+                "name": KERNEL_NAME,
+                "display_name": "Python 3",
+                "language": "python",
+            }
+        }
+    )
+    nb.cells = [nbformat.v4.new_markdown_cell("# t")] + [
+        nbformat.v4.new_code_cell(c) for c in code
+    ]
     nb.cells[1].metadata["tags"] = ["parameters"]
     return nb
 

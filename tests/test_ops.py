@@ -62,8 +62,12 @@ def test_op_shape_and_gradients(name, stride, size, affine):
     (out * torch.randn_like(out)).sum().backward()
     for pname, p in op.named_parameters():
         assert p.grad is not None, f"{name}: parameter {pname} got no gradient"
-        assert torch.isfinite(p.grad).all(), f"{name}: parameter {pname} has a non-finite grad"
-        assert p.grad.abs().sum() > 0, f"{name}: parameter {pname} has an all-zero gradient"
+        assert torch.isfinite(p.grad).all(), (
+            f"{name}: parameter {pname} has a non-finite grad"
+        )
+        assert p.grad.abs().sum() > 0, (
+            f"{name}: parameter {pname} has an all-zero gradient"
+        )
     assert x.grad is not None and torch.isfinite(x.grad).all()
     assert x.grad.abs().sum() > 0, f"{name}: the input got an all-zero gradient"
 
@@ -79,13 +83,26 @@ def test_none_gives_zeros_of_the_output_shape(stride, size):
 
 
 def test_primitive_lists_name_registered_ops():
-    for primitives in (DARTS_PRIMITIVES, NASNET_PRIMITIVES, PNAS_PRIMITIVES, ENAS_PRIMITIVES):
+    for primitives in (
+        DARTS_PRIMITIVES,
+        NASNET_PRIMITIVES,
+        PNAS_PRIMITIVES,
+        ENAS_PRIMITIVES,
+    ):
         assert len(set(primitives)) == len(primitives)
         assert [p for p in primitives if p not in OPS] == []
     # The DARTS/SNAS search space has exactly these 8 candidates, in the official order
     # (``cnn/genotypes.py`` PRIMITIVES); the order matters for alpha columns.
-    assert DARTS_PRIMITIVES == ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
-                                "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
+    assert DARTS_PRIMITIVES == (
+        "none",
+        "max_pool_3x3",
+        "avg_pool_3x3",
+        "skip_connect",
+        "sep_conv_3x3",
+        "sep_conv_5x5",
+        "dil_conv_3x3",
+        "dil_conv_5x5",
+    )
     assert len(NASNET_PRIMITIVES) == 13  # NASNet §3 lists 13 operations
     assert len(PNAS_PRIMITIVES) == 8  # PNAS §3.1 lists 8
 
@@ -158,7 +175,9 @@ PARAM_FORMULAS = {
 
 
 def test_every_paper_primitive_has_a_recorded_parameter_formula():
-    papers = set(DARTS_PRIMITIVES + NASNET_PRIMITIVES + PNAS_PRIMITIVES + ENAS_PRIMITIVES)
+    papers = set(
+        DARTS_PRIMITIVES + NASNET_PRIMITIVES + PNAS_PRIMITIVES + ENAS_PRIMITIVES
+    )
     assert sorted(papers - set(PARAM_FORMULAS)) == []
 
 
@@ -167,7 +186,9 @@ def test_every_paper_primitive_has_a_recorded_parameter_formula():
 @pytest.mark.parametrize("name", sorted(PARAM_FORMULAS))
 def test_parameter_count_matches_the_paper_definition(name, stride, affine):
     C = 6  # even (FactorizedReduce) and not a square, so k²·C and C² cannot be confused
-    assert _n_params(build(name, C, stride, affine)) == PARAM_FORMULAS[name](C, stride, affine)
+    assert _n_params(build(name, C, stride, affine)) == PARAM_FORMULAS[name](
+        C, stride, affine
+    )
 
 
 def test_sep_conv_3x3_count_is_twice_depthwise_pointwise_bn():
@@ -209,7 +230,9 @@ def test_dil_conv_has_the_darts_structure(k, dilation):
     assert pointwise.kernel_size == (1, 1) and pointwise.groups == 1
 
 
-@pytest.mark.parametrize("name", ["conv_1x1", "conv_3x3", "conv_3x1_1x3", "conv_7x1_1x7"])
+@pytest.mark.parametrize(
+    "name", ["conv_1x1", "conv_3x3", "conv_3x1_1x3", "conv_7x1_1x7"]
+)
 def test_plain_convs_are_relu_conv_bn(name):
     kinds = [type(m) for m in build(name, 4).children()]
     assert kinds[0] is nn.ReLU and kinds[-1] is nn.BatchNorm2d
@@ -217,15 +240,18 @@ def test_plain_convs_are_relu_conv_bn(name):
 
 
 # ------------------------------------------------------------------------ pools
-@pytest.mark.parametrize("name", ["avg_pool_3x3", "max_pool_3x3", "max_pool_5x5",
-                                  "max_pool_7x7"])
+@pytest.mark.parametrize(
+    "name", ["avg_pool_3x3", "max_pool_3x3", "max_pool_5x5", "max_pool_7x7"]
+)
 def test_pools_are_followed_by_non_affine_bn_only_in_supernets(name):
     plain = build(name, 4, 1, affine=True)
     assert isinstance(plain, Pool) and len(plain) == 1
     supernet = build(name, 4, 1, affine=False)
     assert len(supernet) == 2
     bn = supernet[1]
-    assert isinstance(bn, nn.BatchNorm2d) and bn.affine is False and bn.num_features == 4
+    assert (
+        isinstance(bn, nn.BatchNorm2d) and bn.affine is False and bn.num_features == 4
+    )
 
 
 def test_avg_pool_does_not_count_padding():

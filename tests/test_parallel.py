@@ -37,9 +37,15 @@ def toy_score(architecture: dict, step: int) -> Outcome:
         os._exit(3)  # the process vanishes, as under the kernel's OOM killer
     random.seed(SEED * 1_000_003 + step)
     reward = architecture["width"] / 100 + random.random()
-    return Outcome(reward, 0.0, {"pid": os.getpid(),
-                                 "cuda_visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
-                                 "threads": torch.get_num_threads()})
+    return Outcome(
+        reward,
+        0.0,
+        {
+            "pid": os.getpid(),
+            "cuda_visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "threads": torch.get_num_threads(),
+        },
+    )
 
 
 def collect(evaluator: AsyncEvaluator, **kwargs) -> list[tuple[Handle, Outcome]]:
@@ -98,7 +104,7 @@ def test_pool_timeout_leaves_trials_pending(pool):
     start = time.monotonic()
     assert collect(pool, timeout=0.1) == []
     assert time.monotonic() - start < 0.9 and pool.pending() == 1
-    (got, outcome), = collect(pool)
+    ((got, outcome),) = collect(pool)
     assert got == handle and not is_failed(outcome)
 
 
@@ -140,16 +146,16 @@ def test_pool_equals_serial(pool):
 
 
 def test_cpu_workers_use_one_thread_and_no_gpu(pool):
-    (_, outcome), = collect_after(pool, {"width": 1}, 40)
+    ((_, outcome),) = collect_after(pool, {"width": 1}, 40)
     assert outcome.extra["threads"] == 1
     assert outcome.extra["cuda_visible"] == os.environ.get("CUDA_VISIBLE_DEVICES")
 
 
 def test_dead_worker_fails_its_trial_then_pool_recovers_and_close_stops_it():
     evaluator = ProcessPoolEvaluator(toy_score, workers=1)
-    (step, outcome), = collect_after(evaluator, {"width": 1, "die": True}, 0)
+    ((step, outcome),) = collect_after(evaluator, {"width": 1, "die": True}, 0)
     assert is_failed(outcome) and "worker process died" in outcome.extra["error"]
-    (step, outcome), = collect_after(evaluator, {"width": 1}, 1)  # a fresh worker
+    ((step, outcome),) = collect_after(evaluator, {"width": 1}, 1)  # a fresh worker
     assert step == 1 and not is_failed(outcome)
     pid = outcome.extra["pid"]
     os.kill(pid, 0)  # alive: raises if not
@@ -170,16 +176,19 @@ def local_fn(architecture, step):  # module level, picklable
     return Outcome(0.0, 0.0)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"workers": 0}, "workers must be an integer >= 1"),
-    ({"workers": -2}, "workers must be"),
-    ({"workers": 1.5}, "workers must be"),
-    ({"devices": ["gpu0"]}, "unknown device"),
-    ({"devices": "0"}, "non-empty list"),
-    ({"devices": []}, "non-empty list"),
-    ({"devices": ["999"]}, "devices"),
-    ({"max_evaluations": 0}, "max_evaluations"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"workers": 0}, "workers must be an integer >= 1"),
+        ({"workers": -2}, "workers must be"),
+        ({"workers": 1.5}, "workers must be"),
+        ({"devices": ["gpu0"]}, "unknown device"),
+        ({"devices": "0"}, "non-empty list"),
+        ({"devices": []}, "non-empty list"),
+        ({"devices": ["999"]}, "devices"),
+        ({"max_evaluations": 0}, "max_evaluations"),
+    ],
+)
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ProcessPoolEvaluator(local_fn, **kwargs)
@@ -239,11 +248,18 @@ def test_real_child_training_pooled_equals_serial():
     from nasedu import data, genotypes
     from nasedu.train import TrainConfig
 
-    child = ChildTraining(C=4, layers=2, auxiliary=False,
-                          train=TrainConfig(epochs=1, batch_size=64, lr=0.1, augment=None,
-                                            cutout=0, drop_path_prob=0.0))
+    child = ChildTraining(
+        C=4,
+        layers=2,
+        auxiliary=False,
+        train=TrainConfig(
+            epochs=1, batch_size=64, lr=0.1, augment=None, cutout=0, drop_path_prob=0.0
+        ),
+    )
     cells = [genotypes.load("DARTS_V2"), genotypes.load("ENAS")]
-    with ProcessPoolEvaluator(ChildScorer(child, "digits", "cpu", SEED), workers=2) as pool:
+    with ProcessPoolEvaluator(
+        ChildScorer(child, "digits", "cpu", SEED), workers=2
+    ) as pool:
         for step, cell in enumerate(cells):
             pool.submit(cell, step)
         # The serial reference runs here while the workers start up.

@@ -51,12 +51,18 @@ pytestmark = [pytest.mark.book, pytest.mark.slow]
 HTML = REPO / "_build" / "html"
 STUDENT_HTML = REPO / "_build" / "student-html"
 SCREENSHOTS = REPO / "_build" / "screenshots"
-WINDOW = (1280, 24000)  # tall enough for a long chapter in one screenshot (then trimmed)
+WINDOW = (
+    1280,
+    24000,
+)  # tall enough for a long chapter in one screenshot (then trimmed)
 CONFIG = yaml.safe_load((REPO / "_config.yml").read_text(encoding="utf8"))
 IMAGE_MIMES = ("image/svg+xml", "image/png", "image/jpeg", "image/gif")
 # myst-nb renders the first of these an output has (nb_mime_priority_overrides, html)
-BEFORE_IMAGES = ("application/vnd.jupyter.widget-view+json", "application/javascript",
-                 "text/html")
+BEFORE_IMAGES = (
+    "application/vnd.jupyter.widget-view+json",
+    "application/javascript",
+    "text/html",
+)
 GLUE_ROLE = re.compile(r"\{glue(?::text)?\}`([^`]+)`")
 
 bs4 = pytest.importorskip("bs4")
@@ -68,8 +74,10 @@ def _page(file: str) -> str:
     return str(Path(file).with_suffix(".html"))
 
 
-TOC_PAGES = [_page(f) for f in _toc_files(yaml.safe_load(
-    (REPO / "_toc.yml").read_text(encoding="utf8")))]
+TOC_PAGES = [
+    _page(f)
+    for f in _toc_files(yaml.safe_load((REPO / "_toc.yml").read_text(encoding="utf8")))
+]
 # The chapters of the book (tests/test_book.py checks that _toc.yml lists every written one)
 CHAPTERS = [c for c in existing_chapters() if _page(c["file"]) in TOC_PAGES]
 IDS = [c["name"] for c in CHAPTERS]
@@ -77,22 +85,37 @@ IDS = [c["name"] for c in CHAPTERS]
 
 # ---- building, serving, browsing -------------------------------------------------------------
 
+
 def _stale(pages: list[Path]) -> bool:
     sources = [REPO / c["file"] for c in CHAPTERS] + [
-        REPO / "_config.yml", REPO / "_toc.yml", CHAPTERS_YML, BOOK / "instructors.md",
-        BOOK / "_ext" / "nasedu_book.py", BOOK / "_ext" / "static" / "nasedu-book.css"]
+        REPO / "_config.yml",
+        REPO / "_toc.yml",
+        CHAPTERS_YML,
+        BOOK / "instructors.md",
+        BOOK / "_ext" / "nasedu_book.py",
+        BOOK / "_ext" / "static" / "nasedu-book.css",
+    ]
     if not all(p.is_file() for p in pages):
         return True
-    return min(p.stat().st_mtime for p in pages) < max(s.stat().st_mtime for s in sources)
+    return min(p.stat().st_mtime for p in pages) < max(
+        s.stat().st_mtime for s in sources
+    )
 
 
 @pytest.fixture(scope="module")
 def html_dir(request: pytest.FixtureRequest) -> Path:
     """``_build/html``, built again (from the executions) only when older than its sources."""
     if _stale([HTML / p for p in TOC_PAGES]):
-        request.getfixturevalue("executed_notebooks")  # fills the cache, once per session
-        result = subprocess.run([_jupyter_book(), *BUILD_CMD], cwd=REPO, capture_output=True,
-                                text=True, timeout=1800)
+        request.getfixturevalue(
+            "executed_notebooks"
+        )  # fills the cache, once per session
+        result = subprocess.run(
+            [_jupyter_book(), *BUILD_CMD],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
         assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
     return HTML
 
@@ -111,8 +134,9 @@ class _Handler(SimpleHTTPRequestHandler):
 def server(html_dir: Path):
     requests: list[tuple[str, int]] = []
     handler = type("Handler", (_Handler,), {"requests": requests})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0),
-                                functools.partial(handler, directory=str(html_dir)))
+    httpd = ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(handler, directory=str(html_dir))
+    )
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}", requests
@@ -123,21 +147,36 @@ def server(html_dir: Path):
 def _chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None:
-        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does it)")
+        pytest.skip(
+            "chromium is not installed (apt-get install chromium; .ci/run does it)"
+        )
     return found
 
 
 def browse(url: str, screenshot: Path, profile: Path) -> str:
     """Open ``url`` in headless Chromium; save a screenshot and return the DOM."""
     screenshot.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={profile}", "--hide-scrollbars", "--virtual-time-budget=5000",
-           f"--window-size={WINDOW[0]},{WINDOW[1]}", f"--screenshot={screenshot}",
-           "--dump-dom", url]
+    cmd = [
+        _chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--hide-scrollbars",
+        "--virtual-time-budget=5000",
+        f"--window-size={WINDOW[0]},{WINDOW[1]}",
+        f"--screenshot={screenshot}",
+        "--dump-dom",
+        url,
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0 and "</html>" in result.stdout, (
-        f"chromium failed on {url}:\n{result.stderr[-3000:]}")
+        f"chromium failed on {url}:\n{result.stderr[-3000:]}"
+    )
     trim_blank(screenshot)
     return result.stdout
 
@@ -150,7 +189,10 @@ def trim_blank(png: Path, keep: int = 80) -> None:
 
     image = Image.open(png).convert("RGB")
     gray = np.asarray(image.convert("L"))
-    left, right = int(gray.shape[1] * 0.25), int(gray.shape[1] * 0.75)  # the text column
+    left, right = (
+        int(gray.shape[1] * 0.25),
+        int(gray.shape[1] * 0.75),
+    )  # the text column
     busy = np.flatnonzero((gray[:, left:right] < 245).any(axis=1))
     if len(busy) < 2:
         return
@@ -181,12 +223,14 @@ def rendered(server, tmp_path_factory) -> dict[str, Rendered]:
         requests.clear()
         shot = SCREENSHOTS / f"{Path(page).stem}.png"
         dom = browse(f"{base}/{page}", shot, profile)
-        pages[page] = Rendered(page, bs4.BeautifulSoup(dom, "html.parser"), shot,
-                               dict(requests))
+        pages[page] = Rendered(
+            page, bs4.BeautifulSoup(dom, "html.parser"), shot, dict(requests)
+        )
     return pages
 
 
 # ---- what the executed notebook holds --------------------------------------------------------
+
 
 @functools.cache
 def executed(chapter_file: str) -> nbformat.NotebookNode:
@@ -197,8 +241,10 @@ def executed(chapter_file: str) -> nbformat.NotebookNode:
     try:
         _, merged = get_cache(str(CACHE_DIR)).merge_match_into_notebook(source)
     except KeyError:
-        pytest.fail(f"{chapter_file} is not in {CACHE_DIR.name}: the book was built from "
-                    f"another version of it; run make book (or the test suite) again")
+        pytest.fail(
+            f"{chapter_file} is not in {CACHE_DIR.name}: the book was built from "
+            f"another version of it; run make book (or the test suite) again"
+        )
     return merged
 
 
@@ -213,16 +259,21 @@ def _outputs(nb: nbformat.NotebookNode):
 
 def expected_images(nb: nbformat.NotebookNode) -> int:
     """Outputs that myst-nb renders as an image (nothing of higher priority beside it)."""
-    return sum(1 for o in _outputs(nb) if o.get("output_type") in ("display_data",
-                                                                    "execute_result")
-               and any(m in o["data"] for m in IMAGE_MIMES)
-               and not any(m in o["data"] for m in BEFORE_IMAGES))
+    return sum(
+        1
+        for o in _outputs(nb)
+        if o.get("output_type") in ("display_data", "execute_result")
+        and any(m in o["data"] for m in IMAGE_MIMES)
+        and not any(m in o["data"] for m in BEFORE_IMAGES)
+    )
 
 
 def expected_widget_views(nb: nbformat.NotebookNode) -> set[str]:
-    return {o["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
-            for o in _outputs(nb)
-            if "application/vnd.jupyter.widget-view+json" in o.get("data", {})}
+    return {
+        o["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
+        for o in _outputs(nb)
+        if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    }
 
 
 def glue_references(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
@@ -256,6 +307,7 @@ def _text(dom) -> str:
 
 # ---- the checks ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("page", TOC_PAGES)
 def test_page_screenshot(rendered: dict[str, Rendered], page: str) -> None:
     shot = rendered[page].screenshot
@@ -274,17 +326,23 @@ def test_chapter_figures(rendered: dict[str, Rendered], chapter: dict) -> None:
     want = expected_images(executed(chapter["file"]))
     assert len(images) + len(svgs) >= want, (
         f"{page.page}: {len(images)} images and {len(svgs)} inline SVGs in the cell "
-        f"outputs, but the executed notebook has {want} figures")
+        f"outputs, but the executed notebook has {want} figures"
+    )
     base = Path("/" + page.page).parent
     for img in images:
         src = img.get("src", "")
-        assert src and not src.startswith(("http:", "https:")), f"{page.page}: <img {src}>"
+        assert src and not src.startswith(("http:", "https:")), (
+            f"{page.page}: <img {src}>"
+        )
         if src.startswith("data:"):
             continue
         path = os.path.normpath(str(base / src)) if not src.startswith("/") else src
         assert page.requests.get(path) == 200, (
-            f"{page.page}: the browser did not load {src} ({page.requests.get(path)})")
-        assert (HTML / path.lstrip("/")).stat().st_size > 200, f"{src} is (almost) empty"
+            f"{page.page}: the browser did not load {src} ({page.requests.get(path)})"
+        )
+        assert (HTML / path.lstrip("/")).stat().st_size > 200, (
+            f"{src} is (almost) empty"
+        )
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
@@ -293,25 +351,33 @@ def test_chapter_glued_numbers(rendered: dict[str, Rendered], chapter: dict) -> 
     text = _text(rendered[_page(chapter["file"])].dom)
     for name, fmt in glue_references(nb):
         value = _glued_text(nb, name, fmt)
-        assert value in text, (f"{chapter['file']}: the glued {name!r} = {value!r} is not "
-                               f"in the rendered text")
+        assert value in text, (
+            f"{chapter['file']}: the glued {name!r} = {value!r} is not "
+            f"in the rendered text"
+        )
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
-def test_markdown_outputs_are_rendered(rendered: dict[str, Rendered], chapter: dict) -> None:
+def test_markdown_outputs_are_rendered(
+    rendered: dict[str, Rendered], chapter: dict
+) -> None:
     """A Markdown table printed by a cell shows as a table, not as its pipes."""
     for output in rendered[_page(chapter["file"])].dom.select("div.cell_output"):
         raw = re.search(r"\|\s*:?-{3,}:?\s*\|", output.get_text(" "))
-        assert raw is None, (f"{chapter['file']}: raw Markdown in a cell output: "
-                             f"{output.get_text(' ')[:300]}")
+        assert raw is None, (
+            f"{chapter['file']}: raw Markdown in a cell output: "
+            f"{output.get_text(' ')[:300]}"
+        )
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
 def test_chapter_widget_state(rendered: dict[str, Rendered], chapter: dict) -> None:
     dom = rendered[_page(chapter["file"])].dom
     want = expected_widget_views(executed(chapter["file"]))
-    views = {json.loads(s.string)["model_id"] for s in dom.find_all(
-        "script", type="application/vnd.jupyter.widget-view+json")}
+    views = {
+        json.loads(s.string)["model_id"]
+        for s in dom.find_all("script", type="application/vnd.jupyter.widget-view+json")
+    }
     assert views == want, f"{chapter['file']}: widget views {views} != executed {want}"
     if not want:
         return
@@ -329,8 +395,10 @@ def test_colab_launch_link(rendered: dict[str, Rendered], chapter: dict) -> None
     owner_name = urlparse(repo["url"]).path.strip("/")
     book_path = (repo.get("path_to_book") or "").strip("/")
     file = f"{book_path}/{chapter['file']}" if book_path else chapter["file"]
-    url = (f"{CONFIG['launch_buttons']['colab_url']}/github/{owner_name}/blob/"
-           f"{repo['branch']}/{file}")
+    url = (
+        f"{CONFIG['launch_buttons']['colab_url']}/github/{owner_name}/blob/"
+        f"{repo['branch']}/{file}"
+    )
     links = {a.get("href") for a in rendered[_page(chapter["file"])].dom.find_all("a")}
     assert url in links, f"{chapter['file']}: no Colab launch link {url}"
 
@@ -344,18 +412,26 @@ def test_compute_badge(rendered: dict[str, Rendered], chapter: dict) -> None:
     dom = rendered[_page(chapter["file"])].dom
     box = dom.select_one("div.nasedu-badges")
     assert box is not None, f"{chapter['file']}: no compute badge"
-    assert box.find_previous_sibling("h1") is not None, "the badge belongs under the title"
-    costs = {b["class"][1].split("-")[-1]: b.select_one(".nasedu-badge-cost").get_text()
-             for b in box.select(".nasedu-badge")}
+    assert box.find_previous_sibling("h1") is not None, (
+        "the badge belongs under the title"
+    )
+    costs = {
+        b["class"][1].split("-")[-1]: b.select_one(".nasedu-badge-cost").get_text()
+        for b in box.select(".nasedu-badge")
+    }
     assert set(costs) == {"smoke", "colab", "paper"}
     record = get_cache(str(CACHE_DIR)).match_cache_notebook(
-        nbformat.read(REPO / chapter["file"], as_version=4))
+        nbformat.read(REPO / chapter["file"], as_version=4)
+    )
     assert costs["smoke"] == nasedu_book._duration(record.data["execution_seconds"])
     colab = (chapter.get("measured") or {}).get("colab")
-    assert costs["colab"] == (nasedu_book._duration(colab["seconds"]) if colab
-                              else "not measured yet")
+    assert costs["colab"] == (
+        nasedu_book._duration(colab["seconds"]) if colab else "not measured yet"
+    )
     if chapter.get("paper_cost"):
-        row = reported.result(chapter["paper_cost"]["paper"], chapter["paper_cost"]["result"])
+        row = reported.result(
+            chapter["paper_cost"]["paper"], chapter["paper_cost"]["result"]
+        )
         assert costs["paper"] == f"{row['search_cost_gpu_days']:g} GPU-days"
     else:
         assert costs["paper"] == "not sourced yet"
@@ -365,17 +441,23 @@ def test_compute_badge(rendered: dict[str, Rendered], chapter: dict) -> None:
 def test_solutions_are_collapsed(rendered: dict[str, Rendered], chapter: dict) -> None:
     dom = rendered[_page(chapter["file"])].dom
     source = nbformat.read(REPO / chapter["file"], as_version=4)
-    n_solutions = sum(len(re.findall(r"\{solution(?:-start)?\}", c.source))
-                      for c in source.cells if c.cell_type == "markdown")
+    n_solutions = sum(
+        len(re.findall(r"\{solution(?:-start)?\}", c.source))
+        for c in source.cells
+        if c.cell_type == "markdown"
+    )
     solutions = dom.select("div.solution")
     assert len(solutions) == n_solutions, (
-        f"{chapter['file']}: {len(solutions)} solutions rendered, {n_solutions} written")
+        f"{chapter['file']}: {len(solutions)} solutions rendered, {n_solutions} written"
+    )
     for div in solutions:
         assert {"dropdown", "toggle-hidden"} <= set(div["class"]), (
-            f"{chapter['file']}: solution {div.get('id')} is shown, not collapsed")
+            f"{chapter['file']}: solution {div.get('id')} is shown, not collapsed"
+        )
     for cell in dom.select("div.tag_solution"):
         assert cell.find_parent("div", class_="solution"), (
-            f"{chapter['file']}: a solution cell outside its collapsed solution")
+            f"{chapter['file']}: a solution cell outside its collapsed solution"
+        )
     assert not dom.select("div.tag_student"), "the student stubs are for the labs only"
 
 
@@ -388,11 +470,17 @@ def test_instructors_page_lists_every_chapter(rendered: dict[str, Rendered]) -> 
     for row, chapter in zip(rows, CHAPTERS):
         cells = [td.get_text(" ", strip=True) for td in row.find_all("td")]
         assert cells[0] == chapter["title"].split(":")[0]
-        smoke = rendered[_page(chapter["file"])].dom.select_one(
-            ".nasedu-badge-smoke .nasedu-badge-cost").get_text()
+        smoke = (
+            rendered[_page(chapter["file"])]
+            .dom.select_one(".nasedu-badge-smoke .nasedu-badge-cost")
+            .get_text()
+        )
         assert cells[1].startswith(f"{smoke}: "), (cells[1], smoke)
-        labs_asked = [e["title"] for e in labs.exercises(nbformat.read(
-            REPO / chapter["file"], as_version=4)) if e["lab"]]
+        labs_asked = [
+            e["title"]
+            for e in labs.exercises(nbformat.read(REPO / chapter["file"], as_version=4))
+            if e["lab"]
+        ]
         assert all(title in cells[-1] for title in labs_asked), cells[-1]
 
 
@@ -402,16 +490,24 @@ def test_student_edition_has_no_solutions(html_dir: Path, capfd) -> None:
     status = labs.build_student_edition(STUDENT_HTML)
     log = "".join(capfd.readouterr())
     assert status == 0, log[-6000:]
-    assert "Executing notebook" not in log, "the student edition executed a notebook again"
+    assert "Executing notebook" not in log, (
+        "the student edition executed a notebook again"
+    )
     for chapter in CHAPTERS:
         html = (STUDENT_HTML / _page(chapter["file"])).read_text(encoding="utf8")
         dom = bs4.BeautifulSoup(html, "html.parser")
         assert not dom.select("div.solution"), f"{chapter['file']}: a solution is shown"
-        assert not dom.select("div.tag_solution"), f"{chapter['file']}: solution code shown"
-        for exercise in labs.exercises(nbformat.read(REPO / chapter["file"], as_version=4)):
+        assert not dom.select("div.tag_solution"), (
+            f"{chapter['file']}: solution code shown"
+        )
+        for exercise in labs.exercises(
+            nbformat.read(REPO / chapter["file"], as_version=4)
+        ):
             assert dom.find(id=exercise["label"]), (
-                f"{chapter['file']}: exercise {exercise['label']} is missing")
+                f"{chapter['file']}: exercise {exercise['label']} is missing"
+            )
         checks = dom.select("div.tag_check")
         assert checks, f"{chapter['file']}: the check cells are missing"
         assert not any(c.select("div.cell_output") for c in checks), (
-            f"{chapter['file']}: a check cell shows the instructor's result")
+            f"{chapter['file']}: a check cell shows the instructor's result"
+        )

@@ -23,8 +23,10 @@ from nasedu.train import TrainConfig, evaluate, train, train_step
 
 # ---- fixtures --------------------------------------------------------------------------------
 
-def toy_data(n_train: int = 64, classes: int = 4, valid: bool = True,
-             seed: int = 0) -> ImageData:
+
+def toy_data(
+    n_train: int = 64, classes: int = 4, valid: bool = True, seed: int = 0
+) -> ImageData:
     """A learnable toy problem: 1×8×8 noise, the quadrant of the label brightened."""
     g = torch.Generator().manual_seed(seed)
 
@@ -33,11 +35,20 @@ def toy_data(n_train: int = 64, classes: int = 4, valid: bool = True,
         x = 0.3 * torch.randn(n, 1, 8, 8, generator=g)  # (N, 1, 8, 8)
         for c in range(classes):
             r, col = divmod(c, 2)
-            x[y == c, :, 4 * r:4 * r + 4, 4 * col:4 * col + 4] += 1.0
+            x[y == c, :, 4 * r : 4 * r + 4, 4 * col : 4 * col + 4] += 1.0
         return x, y
 
-    return ImageData("toy", split(n_train), split(32) if valid else None, split(32),
-                     num_classes=classes, in_channels=1, image_size=8, mean=(0.0,), std=(1.0,))
+    return ImageData(
+        "toy",
+        split(n_train),
+        split(32) if valid else None,
+        split(32),
+        num_classes=classes,
+        in_channels=1,
+        image_size=8,
+        mean=(0.0,),
+        std=(1.0,),
+    )
 
 
 class Tiny(nn.Module):
@@ -81,6 +92,7 @@ def restore_determinism():
 
 # ---- device ----------------------------------------------------------------------------------
 
+
 def test_resolve_device_cpu_and_auto(monkeypatch):
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device(" CPU ") == torch.device("cpu")
@@ -95,8 +107,10 @@ def test_cuda_without_cuda_is_a_clear_error(monkeypatch, spec):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ValueError) as info:
         resolve_device(spec)
-    assert str(info.value) == (f"CUDA was requested (--device {spec}) but "
-                               "torch.cuda.is_available() is False; use --device cpu or auto")
+    assert str(info.value) == (
+        f"CUDA was requested (--device {spec}) but "
+        "torch.cuda.is_available() is False; use --device cpu or auto"
+    )
 
 
 def test_cuda_index_beyond_device_count(monkeypatch):
@@ -108,20 +122,27 @@ def test_cuda_index_beyond_device_count(monkeypatch):
         resolve_device("cuda:2")
 
 
-@pytest.mark.parametrize("spec", ["gpu", "mps", "", "cuda0", "cuda:x", "cuda:-1", "cpu:0"])
+@pytest.mark.parametrize(
+    "spec", ["gpu", "mps", "", "cuda0", "cuda:x", "cuda:-1", "cpu:0"]
+)
 def test_bad_device_lists_valid_forms(spec):
     with pytest.raises(ValueError, match="valid forms: auto, cpu, cuda, cuda:N"):
         resolve_device(spec)
 
 
-@pytest.mark.parametrize("capability, expected", [
-    ((7, 5), torch.float16),  # T4 (Colab's free GPU): no native bfloat16
-    ((8, 0), torch.bfloat16),  # A100
-    ((9, 0), torch.bfloat16),  # H100
-])
+@pytest.mark.parametrize(
+    "capability, expected",
+    [
+        ((7, 5), torch.float16),  # T4 (Colab's free GPU): no native bfloat16
+        ((8, 0), torch.bfloat16),  # A100
+        ((9, 0), torch.bfloat16),  # H100
+    ],
+)
 def test_amp_dtype(monkeypatch, capability, expected):
     assert amp_dtype("cpu") is None
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(
+        torch.cuda, "get_device_capability", lambda device=None: capability
+    )
     assert amp_dtype(torch.device("cuda", 0)) == expected
 
 
@@ -150,12 +171,24 @@ def test_seed_everything_rejects_bad_seeds(seed):
 
 # ---- TrainConfig -----------------------------------------------------------------------------
 
+
 def test_defaults_are_the_darts_evaluation_protocol():
     # DARTS App. A.2.1 and quark0/darts cnn/train.py (reference/published-results.md §3).
-    darts = {"epochs": 600, "batch_size": 96, "lr": 0.025, "momentum": 0.9,
-             "weight_decay": 3e-4, "lr_min": 0.0, "grad_clip": 5.0, "auxiliary_weight": 0.4,
-             "drop_path_prob": 0.2, "cutout": 16, "augment": "crop_flip", "seed": 0,
-             "label_smoothing": 0.0}
+    darts = {
+        "epochs": 600,
+        "batch_size": 96,
+        "lr": 0.025,
+        "momentum": 0.9,
+        "weight_decay": 3e-4,
+        "lr_min": 0.0,
+        "grad_clip": 5.0,
+        "auxiliary_weight": 0.4,
+        "drop_path_prob": 0.2,
+        "cutout": 16,
+        "augment": "crop_flip",
+        "seed": 0,
+        "label_smoothing": 0.0,
+    }
     config = dataclasses.asdict(TrainConfig())
     assert {k: config[k] for k in darts} == darts
 
@@ -169,13 +202,28 @@ def test_replace_and_frozen():
         TrainConfig().replace(epoch=5)
 
 
-@pytest.mark.parametrize("field, value", [
-    ("epochs", 0), ("epochs", 2.5), ("batch_size", -1), ("lr", 0.0), ("lr", -0.1),
-    ("momentum", 1.0), ("weight_decay", -1e-4), ("lr_min", 0.1), ("grad_clip", 0.0),
-    ("auxiliary_weight", -0.4), ("drop_path_prob", 1.0), ("drop_path_prob", -0.2),
-    ("cutout", -16), ("augment", "rotate"), ("amp", "yes"), ("seed", -1),
-    ("label_smoothing", 1.0),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("epochs", 0),
+        ("epochs", 2.5),
+        ("batch_size", -1),
+        ("lr", 0.0),
+        ("lr", -0.1),
+        ("momentum", 1.0),
+        ("weight_decay", -1e-4),
+        ("lr_min", 0.1),
+        ("grad_clip", 0.0),
+        ("auxiliary_weight", -0.4),
+        ("drop_path_prob", 1.0),
+        ("drop_path_prob", -0.2),
+        ("cutout", -16),
+        ("augment", "rotate"),
+        ("amp", "yes"),
+        ("seed", -1),
+        ("label_smoothing", 1.0),
+    ],
+)
 def test_bad_values_are_refused(field, value):
     with pytest.raises(ValueError, match=f"TrainConfig.{field}"):
         TrainConfig().replace(**{field: value})
@@ -189,6 +237,7 @@ def test_drop_prob_is_a_linear_ramp_from_zero():
 
 
 # ---- one step --------------------------------------------------------------------------------
+
 
 def test_step_loss_includes_the_weighted_auxiliary_loss():
     torch.manual_seed(0)
@@ -215,7 +264,9 @@ def test_step_clips_the_gradient_norm():
     before = [p.detach().clone() for p in model.parameters()]
     config = FAST.replace(lr=0.1, momentum=0.0, weight_decay=0.0, grad_clip=1e-3)
     train_step(model, config, "cpu")(x, y, 0.0)
-    update = torch.cat([(p.detach() - b).flatten() for p, b in zip(model.parameters(), before)])
+    update = torch.cat(
+        [(p.detach() - b).flatten() for p, b in zip(model.parameters(), before)]
+    )
     # Plain SGD moves by lr · g, and g was rescaled to norm grad_clip.
     assert update.norm().item() == pytest.approx(0.1 * 1e-3, rel=1e-4)
 
@@ -242,9 +293,12 @@ def test_evaluate_matches_a_direct_computation():
 
 # ---- the loop --------------------------------------------------------------------------------
 
+
 def test_loss_decreases_on_a_learnable_problem():
     torch.manual_seed(0)
-    result = train(Tiny(), toy_data(), FAST.replace(epochs=6, lr=0.05), "cpu", progress=False)
+    result = train(
+        Tiny(), toy_data(), FAST.replace(epochs=6, lr=0.05), "cpu", progress=False
+    )
     losses = [h["train_loss"] for h in result.history]
     assert losses[-1] < 0.5 * losses[0]
     assert result.final_test_acc >= 0.9  # chance is 0.25
@@ -258,11 +312,17 @@ def test_engine_drives_drop_path_and_cosine_schedules():
     model = Tiny()
     config = FAST.replace(epochs=4, batch_size=32, drop_path_prob=0.4, lr_min=0.001)
     result = train(model, toy_data(), config, "cpu", progress=False)
-    expected_drop = [0.4 * e / 4 for e in range(4)]  # DARTS train.py: 0.4 · epoch / epochs
+    expected_drop = [
+        0.4 * e / 4 for e in range(4)
+    ]  # DARTS train.py: 0.4 · epoch / epochs
     assert [h["drop_prob"] for h in result.history] == pytest.approx(expected_drop)
     # 64 examples in batches of 32: the model saw each epoch's value in both steps.
-    assert model.drop_probs == pytest.approx([p for p in expected_drop for _ in range(2)])
-    cosine = [0.001 + (0.025 - 0.001) * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(4)]
+    assert model.drop_probs == pytest.approx(
+        [p for p in expected_drop for _ in range(2)]
+    )
+    cosine = [
+        0.001 + (0.025 - 0.001) * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(4)
+    ]
     assert [h["lr"] for h in result.history] == pytest.approx(cosine)
     assert [h["epoch"] for h in result.history] == [0, 1, 2, 3]
 
@@ -273,7 +333,9 @@ def test_plain_models_and_missing_splits():
     assert result.history[0]["valid_acc"] is None and result.final_valid_acc is None
     assert result.final_test_acc is not None
     with pytest.raises(ValueError, match="no drop_prob argument"):
-        train(PlainLogits(), data, FAST.replace(drop_path_prob=0.2), "cpu", progress=False)
+        train(
+            PlainLogits(), data, FAST.replace(drop_path_prob=0.2), "cpu", progress=False
+        )
 
 
 # ---- checkpoints and resume ------------------------------------------------------------------
@@ -284,8 +346,9 @@ RESUME = TrainConfig(epochs=3, batch_size=16, cutout=4, augment="crop_flip", see
 def darts_model(seed: int) -> NetworkCIFAR:
     """The DARTS_V2 evaluation network at toy size, with its auxiliary head."""
     torch.manual_seed(seed)
-    return NetworkCIFAR(load_genotype("darts_v2"), C=4, layers=3, in_channels=1,
-                        num_classes=10)
+    return NetworkCIFAR(
+        load_genotype("darts_v2"), C=4, layers=3, in_channels=1, num_classes=10
+    )
 
 
 def _without_seconds(history):
@@ -305,7 +368,9 @@ class Stop(Exception):
 
 
 @pytest.mark.parametrize("stop_after", [1, 2])
-def test_resume_gives_the_uninterrupted_result(tmp_path: Path, uninterrupted, stop_after):
+def test_resume_gives_the_uninterrupted_result(
+    tmp_path: Path, uninterrupted, stop_after
+):
     _, full, full_state = uninterrupted
 
     def interrupt(record):
@@ -313,28 +378,46 @@ def test_resume_gives_the_uninterrupted_result(tmp_path: Path, uninterrupted, st
             raise Stop
 
     with pytest.raises(Stop):
-        train(darts_model(0), toy_data(), RESUME, "cpu", out_dir=tmp_path, progress=False,
-              on_epoch=interrupt)
+        train(
+            darts_model(0),
+            toy_data(),
+            RESUME,
+            "cpu",
+            out_dir=tmp_path,
+            progress=False,
+            on_epoch=interrupt,
+        )
     assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == stop_after
     # Another process would build the model afresh: its initial weights must not matter.
     model = darts_model(123)
-    resumed = train(model, toy_data(), RESUME, "cpu", out_dir=tmp_path, resume=True,
-                    progress=False)
+    resumed = train(
+        model, toy_data(), RESUME, "cpu", out_dir=tmp_path, resume=True, progress=False
+    )
     assert _without_seconds(resumed.history) == _without_seconds(full.history)
     for name, value in model.state_dict().items():
         assert torch.equal(value, full_state[name]), name
     saved = json.loads((tmp_path / "train_history.json").read_text())
     assert _without_seconds(saved) == _without_seconds(full.history)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt",
-                                                           "train_history.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "checkpoint.pt",
+        "train_history.json",
+    ]
 
 
 def test_resuming_a_finished_run_trains_no_more(uninterrupted):
     out, full, full_state = uninterrupted
     calls = []
     model = darts_model(5)
-    again = train(model, toy_data(), RESUME, "cpu", out_dir=out, resume=True,
-                  progress=False, on_epoch=calls.append)
+    again = train(
+        model,
+        toy_data(),
+        RESUME,
+        "cpu",
+        out_dir=out,
+        resume=True,
+        progress=False,
+        on_epoch=calls.append,
+    )
     assert calls == [] and again.history == full.history
     assert all(torch.equal(v, full_state[k]) for k, v in model.state_dict().items())
 
@@ -342,19 +425,41 @@ def test_resuming_a_finished_run_trains_no_more(uninterrupted):
 def test_resume_errors(tmp_path: Path, uninterrupted):
     out = uninterrupted[0]
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        train(darts_model(0), toy_data(), RESUME, "cpu", out_dir=tmp_path, resume=True,
-              progress=False)
+        train(
+            darts_model(0),
+            toy_data(),
+            RESUME,
+            "cpu",
+            out_dir=tmp_path,
+            resume=True,
+            progress=False,
+        )
     with pytest.raises(ValueError, match="out_dir"):
         train(darts_model(0), toy_data(), RESUME, "cpu", resume=True, progress=False)
     with pytest.raises(ValueError, match="lr=0.025.*lr=0.05"):
-        train(darts_model(0), toy_data(), RESUME.replace(lr=0.05), "cpu", out_dir=out,
-              resume=True, progress=False)
+        train(
+            darts_model(0),
+            toy_data(),
+            RESUME.replace(lr=0.05),
+            "cpu",
+            out_dir=out,
+            resume=True,
+            progress=False,
+        )
     with pytest.raises(ValueError, match="another model"):
-        train(NetworkCIFAR(load_genotype("darts_v2"), C=6, layers=3, in_channels=1),
-              toy_data(), RESUME, "cpu", out_dir=out, resume=True, progress=False)
+        train(
+            NetworkCIFAR(load_genotype("darts_v2"), C=6, layers=3, in_channels=1),
+            toy_data(),
+            RESUME,
+            "cpu",
+            out_dir=out,
+            resume=True,
+            progress=False,
+        )
 
 
 # ---- GPU -------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("force_fp16", [False, True])
 @pytest.mark.gpu
@@ -369,8 +474,14 @@ def test_cuda_amp_and_channels_last(tmp_path: Path, monkeypatch, force_fp16):
     model = darts_model(0)
     seen = []
     model.stem[0].register_forward_hook(lambda m, i, o: seen.append((o.dtype, i[0])))
-    result = train(model, toy_data(), RESUME.replace(epochs=2), device, out_dir=tmp_path,
-                   progress=False)
+    result = train(
+        model,
+        toy_data(),
+        RESUME.replace(epochs=2),
+        device,
+        out_dir=tmp_path,
+        progress=False,
+    )
     dtype, first_input = seen[0]
     assert dtype == expected
     assert first_input.is_contiguous(memory_format=torch.channels_last)

@@ -30,20 +30,29 @@ from nasedu import viz, widgets  # noqa: E402
 
 NAMES = G.names()
 HAS_DOT = shutil.which("dot") is not None
-needs_dot = pytest.mark.skipif(not HAS_DOT, reason="Graphviz `dot` is not installed "
-                               "(apt-get install graphviz); the matplotlib fallback is tested")
+needs_dot = pytest.mark.skipif(
+    not HAS_DOT,
+    reason="Graphviz `dot` is not installed "
+    "(apt-get install graphviz); the matplotlib fallback is tested",
+)
 
-TINY = G.Genotype(normal=[("sep_conv_3x3", 0), ("skip_connect", 1),
-                          ("none", 0), ("max_pool_3x3", 2)], normal_concat=[2, 3],
-                  reduce=[("max_pool_3x3", 0), ("avg_pool_3x3", 1)], reduce_concat=[2])
+TINY = G.Genotype(
+    normal=[("sep_conv_3x3", 0), ("skip_connect", 1), ("none", 0), ("max_pool_3x3", 2)],
+    normal_concat=[2, 3],
+    reduce=[("max_pool_3x3", 0), ("avg_pool_3x3", 1)],
+    reduce_concat=[2],
+)
 
 
 @pytest.fixture
 def no_dot(monkeypatch):
     """Hide Graphviz, as on a machine without it."""
     real = shutil.which
-    monkeypatch.setattr(viz.shutil, "which", lambda name, *a, **k:
-                        None if name == "dot" else real(name, *a, **k))
+    monkeypatch.setattr(
+        viz.shutil,
+        "which",
+        lambda name, *a, **k: None if name == "dot" else real(name, *a, **k),
+    )
     monkeypatch.setattr(viz, "_warned_no_dot", False)
 
 
@@ -59,7 +68,11 @@ def figure_texts(fig: Figure) -> list[str]:
 def svg_texts(svg: str) -> list[str]:
     root = ET.fromstring(svg)  # raises on malformed XML
     assert root.tag.endswith("svg")
-    return ["".join(el.itertext()) for el in root.iter() if el.tag.endswith(("text", "title"))]
+    return [
+        "".join(el.itertext())
+        for el in root.iter()
+        if el.tag.endswith(("text", "title"))
+    ]
 
 
 # ------------------------------------------------------------------ drawing cells
@@ -71,14 +84,22 @@ def test_graphviz_drawing_has_every_live_op(name):
         g = viz.draw_cell(genotype, cell)
         assert isinstance(g, graphviz.Digraph)
         assert "rankdir=LR" in g.source
-        labels = [line.split("label=")[1].split()[0].strip("]")
-                  for line in g.source.splitlines() if "->" in line and "label=" in line]
-        expected = [op for node in genotype.nodes(cell) for op, _ in node if op != "none"]
-        assert sorted(labels) == sorted(expected)  # one labelled edge per live op, no none
+        labels = [
+            line.split("label=")[1].split()[0].strip("]")
+            for line in g.source.splitlines()
+            if "->" in line and "label=" in line
+        ]
+        expected = [
+            op for node in genotype.nodes(cell) for op, _ in node if op != "none"
+        ]
+        assert sorted(labels) == sorted(
+            expected
+        )  # one labelled edge per live op, no none
         assert "none" not in labels
         # c_{k} is fed by exactly the concat states
-        assert sum('-> "c_{k}"' in line for line in g.source.splitlines()) == \
-            len(genotype.concat(cell))
+        assert sum('-> "c_{k}"' in line for line in g.source.splitlines()) == len(
+            genotype.concat(cell)
+        )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -90,9 +111,16 @@ def test_matplotlib_fallback_has_every_live_op(name, no_dot):
     for cell, fig in figs.items():
         assert isinstance(fig, Figure)
         texts = figure_texts(fig)
-        nodes = {"$c_{k-2}$", "$c_{k-1}$", "$c_{k}$", *map(str, range(genotype.steps(cell)))}
+        nodes = {
+            "$c_{k-2}$",
+            "$c_{k-1}$",
+            "$c_{k}$",
+            *map(str, range(genotype.steps(cell))),
+        }
         assert sorted(t for t in texts if t in nodes) == sorted(nodes)
-        expected = [op for node in genotype.nodes(cell) for op, _ in node if op != "none"]
+        expected = [
+            op for node in genotype.nodes(cell) for op, _ in node if op != "none"
+        ]
         assert sorted(t for t in texts if t not in nodes) == sorted(expected)
 
 
@@ -109,10 +137,13 @@ def test_engine_graphviz_without_dot_says_how_to_install(no_dot):
         viz.draw_cell(TINY, engine="graphviz")
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(cell="middle"), "valid choices: normal, reduce"),
-    (dict(engine="tikz"), "valid choices: auto, graphviz, matplotlib"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(cell="middle"), "valid choices: normal, reduce"),
+        (dict(engine="tikz"), "valid choices: auto, graphviz, matplotlib"),
+    ],
+)
 def test_bad_cell_or_engine_is_a_clear_error(kwargs, match):
     with pytest.raises(ValueError, match=match):
         viz.draw_cell(TINY, **kwargs)
@@ -124,9 +155,19 @@ def test_draw_cell_refuses_a_non_genotype():
 
 
 def test_idle_nodes_are_the_unused_and_the_zero_ones():
-    g = G.Genotype(normal=[("sep_conv_3x3", 0), ("none", 1), ("none", 0), ("none", 1),
-                           ("skip_connect", 0), ("max_pool_3x3", 1)],
-                   normal_concat=[2, 3], reduce=TINY.reduce, reduce_concat=[2])
+    g = G.Genotype(
+        normal=[
+            ("sep_conv_3x3", 0),
+            ("none", 1),
+            ("none", 0),
+            ("none", 1),
+            ("skip_connect", 0),
+            ("max_pool_3x3", 1),
+        ],
+        normal_concat=[2, 3],
+        reduce=TINY.reduce,
+        reduce_concat=[2],
+    )
     edges = viz._cell_edges(g, "normal")
     # state 3 is in the concat but only fed by none; state 4 is fed but never used
     assert viz._idle_states(g, "normal", edges) == {3, 4}
@@ -169,7 +210,12 @@ def test_graphviz_svg_parses_and_names_nodes_and_ops(name):
     svg = viz.cell_svg(genotype, "reduce")
     assert svg.startswith("<svg")
     texts = svg_texts(svg)
-    for label in ["c_{k-2}", "c_{k-1}", "c_{k}", *map(str, range(genotype.steps("reduce")))]:
+    for label in [
+        "c_{k-2}",
+        "c_{k-1}",
+        "c_{k}",
+        *map(str, range(genotype.steps("reduce"))),
+    ]:
         assert label in texts
     assert live_ops(genotype, "reduce") <= set(texts)
 
@@ -194,8 +240,16 @@ def test_responsive_svg_adds_a_max_width():
 # ------------------------------------------------------------------ histories, curves
 def fake_history(n=12, seed=0):
     rng = np.random.default_rng(seed)
-    return [{"step": i, "reward": float(r), "cost": 2.0, "wall_clock": 1.5 * (i + 1),
-             "architecture": {}} for i, r in enumerate(rng.uniform(0.2, 0.9, n))]
+    return [
+        {
+            "step": i,
+            "reward": float(r),
+            "cost": 2.0,
+            "wall_clock": 1.5 * (i + 1),
+            "architecture": {},
+        }
+        for i, r in enumerate(rng.uniform(0.2, 0.9, n))
+    ]
 
 
 def test_plot_history_draws_points_and_best_so_far():
@@ -222,14 +276,18 @@ def test_plot_history_accepts_history_records():
 
     records = [HistoryRecord(**r) for r in fake_history()]
     ax = viz.plot_history(records, x="wall_clock", best_so_far=False)
-    np.testing.assert_allclose(ax.collections[0].get_offsets()[:, 0],
-                               [r.wall_clock for r in records])
+    np.testing.assert_allclose(
+        ax.collections[0].get_offsets()[:, 0], [r.wall_clock for r in records]
+    )
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(x="epoch"), "valid choices: step, wall_clock, cost"),
-    (dict(y="loss"), "no field 'loss'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(x="epoch"), "valid choices: step, wall_clock, cost"),
+        (dict(y="loss"), "no field 'loss'"),
+    ],
+)
 def test_plot_history_bad_axis(kwargs, match):
     with pytest.raises(ValueError, match=match):
         viz.plot_history(fake_history(), **kwargs)
@@ -241,8 +299,16 @@ def test_plot_history_refuses_empty():
 
 
 def test_plot_training_draws_what_the_history_has():
-    history = [{"epoch": e, "train_loss": 2.0 / (e + 1), "train_acc": 0.5 + 0.1 * e,
-                "valid_acc": 0.45 + 0.1 * e, "test_acc": None} for e in range(4)]
+    history = [
+        {
+            "epoch": e,
+            "train_loss": 2.0 / (e + 1),
+            "train_acc": 0.5 + 0.1 * e,
+            "valid_acc": 0.45 + 0.1 * e,
+            "test_acc": None,
+        }
+        for e in range(4)
+    ]
     fig = viz.plot_training(history)
     loss_ax, acc_ax = fig.axes
     assert [l.get_label() for l in loss_ax.lines] == ["train"]
@@ -261,8 +327,9 @@ def test_alpha_heatmap_labels_and_values():
     import torch
 
     weights = torch.softmax(torch.randn(3, 4), dim=-1)
-    ax = viz.plot_alpha_heatmap(weights, ["e0", "e1", "e2"], ["a", "b", "c", "d"],
-                                title="softmax(α)")
+    ax = viz.plot_alpha_heatmap(
+        weights, ["e0", "e1", "e2"], ["a", "b", "c", "d"], title="softmax(α)"
+    )
     assert [t.get_text() for t in ax.get_yticklabels()] == ["e0", "e1", "e2"]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c", "d"]
     np.testing.assert_allclose(ax.images[0].get_array(), weights.numpy(), rtol=1e-6)
@@ -277,7 +344,9 @@ def test_alpha_heatmap_shape_mismatch():
 # ------------------------------------------------------------------ widgets
 def test_cell_explorer_has_one_tab_of_two_svgs_per_genotype():
     chosen = {n: G.load(n) for n in ("DARTS_V2", "ENAS")}
-    tab = widgets.cell_explorer(chosen, counts={"DARTS_V2": 3_349_342}, count_note="C=36")
+    tab = widgets.cell_explorer(
+        chosen, counts={"DARTS_V2": 3_349_342}, count_note="C=36"
+    )
     assert isinstance(tab, W.Tab) and len(tab.children) == 2
     assert [tab.get_title(i) for i in range(2)] == ["DARTS_V2", "ENAS"]
     for page, genotype in zip(tab.children, chosen.values(), strict=True):
@@ -326,16 +395,23 @@ def test_precomputed_slider_links_slider_and_tabs():
     assert [tab.get_title(i) for i in range(3)] == ["e0", "e1", "e2"]
     # Live widgets are registered in _instances (8.x) or Widget.widgets (7.x).
     registry = getattr(W.widgets.widget, "_instances", None) or W.Widget.widgets
-    assert any(type(w).__name__ == "Link" and w.source == (slider, "index")
-               and w.target == (tab, "selected_index") for w in registry.values())
+    assert any(
+        type(w).__name__ == "Link"
+        and w.source == (slider, "index")
+        and w.target == (tab, "selected_index")
+        for w in registry.values()
+    )
     assert "cell per epoch" in header.value
 
 
-@pytest.mark.parametrize("frames, labels, match", [
-    ([], [], "at least one frame"),
-    (["a", "b"], ["x"], "2 frames but 1 labels"),
-    (["a", "b"], ["x", "x"], "distinct"),
-])
+@pytest.mark.parametrize(
+    "frames, labels, match",
+    [
+        ([], [], "at least one frame"),
+        (["a", "b"], ["x"], "2 frames but 1 labels"),
+        (["a", "b"], ["x", "x"], "distinct"),
+    ],
+)
 def test_precomputed_slider_bad_inputs(frames, labels, match):
     with pytest.raises(ValueError, match=match):
         widgets.precomputed_slider(frames, labels)
@@ -356,16 +432,26 @@ def test_drawings_and_widgets_leave_static_outputs_in_an_executed_notebook(tmp_p
     if HAS_DOT:
         code.append("viz.draw_cell(g, 'reduce', engine='graphviz')")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in code])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbclient.NotebookClient(
+        nb,
+        timeout=120,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    ).execute()
     outputs = [cell.outputs for cell in nb.cells]
     fallback = [o for o in outputs[1] if o.get("output_type") == "execute_result"]
-    assert len(outputs[1]) == 1 and "image/png" in fallback[0]["data"]  # shown exactly once
+    assert (
+        len(outputs[1]) == 1 and "image/png" in fallback[0]["data"]
+    )  # shown exactly once
     assert "application/vnd.jupyter.widget-view+json" in outputs[2][0]["data"]
-    state = json.dumps(nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"])
+    state = json.dumps(
+        nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]
+    )
     assert "<svg" in state and "sep_conv_3x3" in state
     if HAS_DOT:
         assert "image/svg+xml" in outputs[3][0]["data"]
-

@@ -45,6 +45,7 @@ TABLE_KEY = "nasedu_chapter_table"
 
 # ---- the metadata ----------------------------------------------------------------------------
 
+
 def _chapters(app: Sphinx) -> list[dict[str, Any]]:
     """The chapters of this build (written and in the table of contents); none for a book
     without ``book/chapters.yml`` (a test's)."""
@@ -52,7 +53,9 @@ def _chapters(app: Sphinx) -> list[dict[str, Any]]:
 
     if not (Path(app.srcdir) / "book" / "chapters.yml").is_file():
         return []
-    return [c for c in load_chapters(Path(app.srcdir)) if _docname(c) in app.env.found_docs]
+    return [
+        c for c in load_chapters(Path(app.srcdir)) if _docname(c) in app.env.found_docs
+    ]
 
 
 def _docname(chapter: dict[str, Any]) -> str:
@@ -97,9 +100,11 @@ def _paper_cost(chapter: dict[str, Any]) -> dict[str, str] | None:
     row = reported.result(ref["paper"], ref["result"])  # raises on an unknown name
     if "search_cost_gpu_days" not in row:
         return None
-    return {"cost": f"{row['search_cost_gpu_days']:g} GPU-days",
-            "source": f"{row['paper'].split(' (')[0]}, {row['source'].split(' (')[0]}",
-            "hardware": row.get("hardware", "")}
+    return {
+        "cost": f"{row['search_cost_gpu_days']:g} GPU-days",
+        "source": f"{row['paper'].split(' (')[0]}, {row['source'].split(' (')[0]}",
+        "hardware": row.get("hardware", ""),
+    }
 
 
 def chapter_costs(env: Any, chapter: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -110,19 +115,34 @@ def chapter_costs(env: Any, chapter: dict[str, Any]) -> dict[str, dict[str, Any]
     colab = (chapter.get("measured") or {}).get("colab")
     paper = _paper_cost(chapter)
     return {
-        "smoke": {"where": "CPU", "seconds": smoke,
-                  "cost": None if smoke is None else _duration(smoke),
-                  "note": (f"measured when this page was built, on {_cpu()}"
-                           if smoke is not None else "not executed by this build")},
-        "colab": {"where": colab["hardware"] if colab else "free GPU",
-                  "seconds": colab["seconds"] if colab else None,
-                  "cost": _duration(colab["seconds"]) if colab else None,
-                  "note": (f"measured {colab['date']} on {colab['hardware']}" if colab
-                           else "no run at this budget has been measured yet")},
-        "paper": {"where": paper["hardware"] if paper else "the paper's hardware",
-                  "seconds": None, "cost": paper["cost"] if paper else None,
-                  "note": (paper["source"] if paper
-                           else chapter["budgets"]["paper"]["describe"])},
+        "smoke": {
+            "where": "CPU",
+            "seconds": smoke,
+            "cost": None if smoke is None else _duration(smoke),
+            "note": (
+                f"measured when this page was built, on {_cpu()}"
+                if smoke is not None
+                else "not executed by this build"
+            ),
+        },
+        "colab": {
+            "where": colab["hardware"] if colab else "free GPU",
+            "seconds": colab["seconds"] if colab else None,
+            "cost": _duration(colab["seconds"]) if colab else None,
+            "note": (
+                f"measured {colab['date']} on {colab['hardware']}"
+                if colab
+                else "no run at this budget has been measured yet"
+            ),
+        },
+        "paper": {
+            "where": paper["hardware"] if paper else "the paper's hardware",
+            "seconds": None,
+            "cost": paper["cost"] if paper else None,
+            "note": (
+                paper["source"] if paper else chapter["budgets"]["paper"]["describe"]
+            ),
+        },
     }
 
 
@@ -147,9 +167,12 @@ def badge_html(costs: dict[str, dict[str, Any]]) -> str:
             f'<span class="nasedu-badge nasedu-badge-{budget}" title="{html.escape(tip)}">'
             f'<span class="nasedu-badge-budget" style="background:{BADGE_COLORS[budget]}">'
             f'{BADGE_LABELS[budget]}</span><span class="nasedu-badge-cost">'
-            f'{html.escape(_cost_text(budget, cost))}</span></span>')
-    return ('<div class="nasedu-badges" role="note" aria-label="compute budget">'
-            '<span class="nasedu-badges-label">compute</span>' + "".join(parts) + "</div>")
+            f"{html.escape(_cost_text(budget, cost))}</span></span>"
+        )
+    return (
+        '<div class="nasedu-badges" role="note" aria-label="compute budget">'
+        '<span class="nasedu-badges-label">compute</span>' + "".join(parts) + "</div>"
+    )
 
 
 class InsertBadges(SphinxPostTransform):
@@ -171,6 +194,7 @@ class InsertBadges(SphinxPostTransform):
 
 # ---- the instructors' table -----------------------------------------------------------------
 
+
 class ChapterTableNode(nodes.General, nodes.Element):
     """Placeholder for the chapter table, filled once every page has been executed."""
 
@@ -189,7 +213,9 @@ def _fits(budget: str, cost: dict[str, Any]) -> str:
     if cost["seconds"] is None:
         return _cost_text(budget, cost)
     fits = cost["seconds"] <= LAB_MINUTES * 60 * RUN_SHARE
-    return f"{cost['cost']}: {'fits' if fits else 'too long for'} a {LAB_MINUTES}-min lab"
+    return (
+        f"{cost['cost']}: {'fits' if fits else 'too long for'} a {LAB_MINUTES}-min lab"
+    )
 
 
 def _para(*children: nodes.Node | str) -> nodes.paragraph:
@@ -200,9 +226,15 @@ def _para(*children: nodes.Node | str) -> nodes.paragraph:
 
 
 def _link(fromdoc: str, todoc: str, text: str, label: str | None = None) -> nodes.Node:
-    ref = pending_xref("", refdomain="std", reftype="ref" if label else "doc",
-                       reftarget=label or "/" + todoc, refdoc=fromdoc, refexplicit=True,
-                       refwarn=True)
+    ref = pending_xref(
+        "",
+        refdomain="std",
+        reftype="ref" if label else "doc",
+        reftarget=label or "/" + todoc,
+        refdoc=fromdoc,
+        refexplicit=True,
+        refwarn=True,
+    )
     ref += nodes.inline(text=text)
     return ref
 
@@ -212,8 +244,13 @@ def chapter_table(app: Sphinx, env: Any, fromdoc: str) -> nodes.table:
 
     from nasedu.labs import exercises
 
-    header = ["chapter", "smoke, on a CPU", "colab, on Colab's free GPU", "paper",
-              "what the lab asks"]
+    header = [
+        "chapter",
+        "smoke, on a CPU",
+        "colab, on Colab's free GPU",
+        "paper",
+        "what the lab asks",
+    ]
     rows = []
     for chapter in _chapters(app):
         costs = chapter_costs(env, chapter)
@@ -223,15 +260,27 @@ def chapter_table(app: Sphinx, env: Any, fromdoc: str) -> nodes.table:
         for i, ex in enumerate(e for e in found if e["lab"]):
             if i:
                 asks += nodes.Text("; ")
-            asks += _link(fromdoc, _docname(chapter), ex["title"] or ex["label"], ex["label"])
-        asks += nodes.Text(f" (checked), plus {sum(not e['lab'] for e in found)} questions")
+            asks += _link(
+                fromdoc, _docname(chapter), ex["title"] or ex["label"], ex["label"]
+            )
+        asks += nodes.Text(
+            f" (checked), plus {sum(not e['lab'] for e in found)} questions"
+        )
         paper = costs["paper"]
-        rows.append([
-            _para(_link(fromdoc, _docname(chapter), chapter["title"].split(":")[0])),
-            _para(_fits("smoke", costs["smoke"])), _para(_fits("colab", costs["colab"])),
-            _para(_cost_text("paper", paper)
-                  + (f" ({paper['note']})" if paper["cost"] is not None else "")),
-            asks])
+        rows.append(
+            [
+                _para(
+                    _link(fromdoc, _docname(chapter), chapter["title"].split(":")[0])
+                ),
+                _para(_fits("smoke", costs["smoke"])),
+                _para(_fits("colab", costs["colab"])),
+                _para(
+                    _cost_text("paper", paper)
+                    + (f" ({paper['note']})" if paper["cost"] is not None else "")
+                ),
+                asks,
+            ]
+        )
     table = nodes.table(classes=["colwidths-auto", "nasedu-chapter-table"])
     group = nodes.tgroup(cols=len(header))
     table += group
@@ -250,20 +299,27 @@ class FillChapterTable(SphinxPostTransform):
 
     def run(self, **kwargs: Any) -> None:
         for node in list(self.document.findall(ChapterTableNode)):
-            caption = _para(f"The smoke times were measured while this book was built, on "
-                            f"{_cpu()}.")
-            node.replace_self([chapter_table(self.app, self.env, self.env.docname), caption])
+            caption = _para(
+                f"The smoke times were measured while this book was built, on {_cpu()}."
+            )
+            node.replace_self(
+                [chapter_table(self.app, self.env, self.env.docname), caption]
+            )
 
 
 def _pages_with_table(app: Sphinx, env: Any) -> list[str]:
     """Rewrite the table's page on every build: the times may have changed."""
     from myst_nb.sphinx_ import NbMetadataCollector
 
-    return [d for d, data in NbMetadataCollector.get_doc_data(env).items()
-            if data.get(TABLE_KEY)]
+    return [
+        d
+        for d, data in NbMetadataCollector.get_doc_data(env).items()
+        if data.get(TABLE_KEY)
+    ]
 
 
 # ---- gated solutions under hide_solutions ----------------------------------------------------
+
 
 class HiddenSolutionStart(nodes.General, nodes.Element):
     """Where a gated solution began; removed with everything up to its end."""
@@ -300,25 +356,36 @@ class DropHiddenGatedSolutions(SphinxTransform):
             parent = start.parent
             siblings = list(parent.children)
             first = siblings.index(start)
-            last = next((i for i in range(first, len(siblings))
-                         if isinstance(siblings[i], solution_end_node)), None)
+            last = next(
+                (
+                    i
+                    for i in range(first, len(siblings))
+                    if isinstance(siblings[i], solution_end_node)
+                ),
+                None,
+            )
             if last is None:
-                LOGGER.warning("solution-start without a solution-end in the same section",
-                               location=start)
+                LOGGER.warning(
+                    "solution-start without a solution-end in the same section",
+                    location=start,
+                )
                 parent.remove(start)
                 continue
-            for child in siblings[first:last + 1]:
+            for child in siblings[first : last + 1]:
                 parent.remove(child)
 
 
 # ---- setup -----------------------------------------------------------------------------------
+
 
 def _add_static(app: Sphinx, config: Any) -> None:
     config.html_static_path.append(str(Path(__file__).parent / "static"))
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
-    app.setup_extension("sphinx_exercise")  # its directives first: one is replaced below
+    app.setup_extension(
+        "sphinx_exercise"
+    )  # its directives first: one is replaced below
     app.setup_extension("myst_nb")
     app.add_directive("solution-start", _solution_start_directive(), override=True)
     app.add_node(HiddenSolutionStart)

@@ -56,9 +56,14 @@ class AutoKerasConfig:
     dropout: float = 0.25  # nasedu: App. A has a dropout layer but no rate
     max_width: int = 1024  # nasedu: cap on a widened layer
     tau: int = 5  # App. D τ; code MAX_NO_IMPROVEMENT_NUM = 5: score = mean of last τ
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=200, batch_size=64,  # §5: 200 epochs, batch 64 (code MAX_ITER_NUM 200)
-        drop_path_prob=0.0, auxiliary_weight=0.0))  # App. C: crop, flip, cutout
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            epochs=200,
+            batch_size=64,  # §5: 200 epochs, batch 64 (code MAX_ITER_NUM 200)
+            drop_path_prob=0.0,
+            auxiliary_weight=0.0,
+        )
+    )  # App. C: crop, flip, cutout
 
 
 BUDGETS: dict[str, dict[str, Any]] = {
@@ -66,9 +71,21 @@ BUDGETS: dict[str, dict[str, Any]] = {
     "colab": {"models": 20, "filters": 32, "t_min": 1e-3, "train": {"epochs": 10}},
     # 8 tiny models on the 8×8 digits, 2 epochs each; CIFAR augmentation would
     # destroy 8×8 digits.
-    "smoke": {"models": 8, "filters": 8, "dense_units": 16, "t_min": 0.05, "max_width": 64,
-              "train": {"epochs": 2, "batch_size": 32, "lr": 0.05, "augment": None,
-                        "cutout": 0, "grad_clip": 5.0}},
+    "smoke": {
+        "models": 8,
+        "filters": 8,
+        "dense_units": 16,
+        "t_min": 0.05,
+        "max_width": 64,
+        "train": {
+            "epochs": 2,
+            "batch_size": 32,
+            "lr": 0.05,
+            "augment": None,
+            "cutout": 0,
+            "grad_clip": 5.0,
+        },
+    },
 }
 
 
@@ -95,7 +112,9 @@ class AutoKerasSearch(Search):
         on the costs with κ = exp(−ρ²) (Eq. 3)."""
         lam = self.config.kernel_lambda
         descs = [morphism.describe(g) for g in self.graphs]
-        d = np.array([[morphism.edit_distance(a, b, lam) for b in descs] for a in descs])
+        d = np.array(
+            [[morphism.edit_distance(a, b, lam) for b in descs] for a in descs]
+        )
         emb = BourgainEmbedding(d)
         x = emb.transform(d)  # (n, K)
         gp = GaussianProcess(self.config.gp_noise).fit(emb.kernel(x, x), self.costs)
@@ -124,7 +143,9 @@ class AutoKerasSearch(Search):
         gp, emb, x_train = self.fit_gp()
         self._descs = [morphism.describe(g) for g in self.graphs]
         c_min = min(self.costs)
-        queue = [(c, i, i, []) for i, c in enumerate(self.costs)]  # (value, tie, father, ops)
+        queue = [
+            (c, i, i, []) for i, c in enumerate(self.costs)
+        ]  # (value, tie, father, ops)
         heapq.heapify(queue)
         tie, best, best_any = len(queue), None, None
         seen = {g.hash() for g in self.graphs}
@@ -152,7 +173,9 @@ class AutoKerasSearch(Search):
                 if alpha < c_min:
                     c_min, best = alpha, (father, ops + [op], alpha)
         if best is None and best_any is None:
-            raise ValueError("generation found no valid morphism of any observed network")
+            raise ValueError(
+                "generation found no valid morphism of any observed network"
+            )
         return best or best_any
 
     # ----------------------------------------------------------------- observation
@@ -163,18 +186,29 @@ class AutoKerasSearch(Search):
             model.load_state_dict(weights)
         cfg = dataclasses.replace(self.config.train, seed=self.seed * 1_000_003 + step)
         result = train(model, self.search_data, cfg, self.device, progress=False)
-        accs = [h["valid_acc"] for h in result.history][-self.config.tau:]
-        self._trained = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        return Outcome(float(np.mean(accs)), 0.0, {"params": result.params,
-                                                   "final_valid_acc": result.final_valid_acc})
+        accs = [h["valid_acc"] for h in result.history][-self.config.tau :]
+        self._trained = {
+            k: v.detach().cpu().clone() for k, v in model.state_dict().items()
+        }
+        return Outcome(
+            float(np.mean(accs)),
+            0.0,
+            {"params": result.params, "final_valid_acc": result.final_valid_acc},
+        )
 
     def step(self, clock: Clock) -> list[HistoryRecord]:
         n = len(self.graphs)
         if n == 0:
             cfg, d = self.config, self.data
-            graph = morphism.default_graph(d.in_channels, d.image_size, d.num_classes,
-                                           cfg.n_conv, cfg.filters, cfg.dense_units,
-                                           cfg.dropout)
+            graph = morphism.default_graph(
+                d.in_channels,
+                d.image_size,
+                d.num_classes,
+                cfg.n_conv,
+                cfg.filters,
+                cfg.dense_units,
+                cfg.dropout,
+            )
             weights, extra = None, {"father": None, "operations": []}
             torch.manual_seed(self.seed)
         else:
@@ -183,16 +217,26 @@ class AutoKerasSearch(Search):
             # seeded by the python rng: the wider noise is the same after a resume
             op_rng = random.Random(self.rng.randrange(2**31))
             for op in ops:
-                graph, weights = morphism.apply(graph, weights, op, op_rng,
-                                                self.config.dropout)
-            extra = {"father": father, "operations": [list(o) for o in ops], "alpha": alpha}
+                graph, weights = morphism.apply(
+                    graph, weights, op, op_rng, self.config.dropout
+                )
+            extra = {
+                "father": father,
+                "operations": [list(o) for o in ops],
+                "alpha": alpha,
+            }
         outcome = self.evaluator.evaluate((graph, weights), step=n)
         self.graphs.append(graph)
         self.weights.append(self._trained)
         self.costs.append(1.0 - outcome.reward)
-        record = HistoryRecord(step=n, architecture=graph.to_dict(), reward=outcome.reward,
-                               cost=outcome.cost, wall_clock=clock.elapsed(),
-                               extra={**outcome.extra, **extra})
+        record = HistoryRecord(
+            step=n,
+            architecture=graph.to_dict(),
+            reward=outcome.reward,
+            cost=outcome.cost,
+            wall_clock=clock.elapsed(),
+            extra={**outcome.extra, **extra},
+        )
         return [record]
 
     def done(self) -> bool:
@@ -203,8 +247,12 @@ class AutoKerasSearch(Search):
 
     def state_dict(self) -> dict[str, Any]:
         version, internal, gauss = self.rng.getstate()
-        return {"graphs": [g.to_dict() for g in self.graphs], "weights": self.weights,
-                "costs": list(self.costs), "rng": list(internal)}
+        return {
+            "graphs": [g.to_dict() for g in self.graphs],
+            "weights": self.weights,
+            "costs": list(self.costs),
+            "rng": list(internal),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.graphs = [NetworkGraph.from_dict(g) for g in state["graphs"]]
@@ -213,13 +261,26 @@ class AutoKerasSearch(Search):
         self.rng.setstate((3, tuple(state["rng"]), None))
 
 
-KIND_COLORS = {"conv": "#8fb8de", "dense": "#f4b183", "pool": "#c5e0b4", "gap": "#c5e0b4",
-               "bn": "#e6e6e6", "relu": "#e6e6e6", "dropout": "#e6e6e6",
-               "add": "#ffd966", "concat": "#ffd966"}
+KIND_COLORS = {
+    "conv": "#8fb8de",
+    "dense": "#f4b183",
+    "pool": "#c5e0b4",
+    "gap": "#c5e0b4",
+    "bn": "#e6e6e6",
+    "relu": "#e6e6e6",
+    "dropout": "#e6e6e6",
+    "add": "#ffd966",
+    "concat": "#ffd966",
+}
 
 
-def draw_dag(labels: list[str], edges: list[tuple[int, int]], colors: list[str] | None = None,
-             title: str | None = None, ax=None):
+def draw_dag(
+    labels: list[str],
+    edges: list[tuple[int, int]],
+    colors: list[str] | None = None,
+    title: str | None = None,
+    ax=None,
+):
     """Draw a layer DAG top to bottom (matplotlib; used by the Auto-Keras and NASBOT
     chapters): node i at height −i in topological order, consecutive edges straight,
     longer edges (skips, branches) as arcs whose bow grows with the span.
@@ -238,23 +299,44 @@ def draw_dag(labels: list[str], edges: list[tuple[int, int]], colors: list[str] 
     from matplotlib.patches import FancyArrowPatch
 
     if any(not (0 <= a < b < len(labels)) for a, b in edges):
-        raise ValueError(f"edges must be (i, j) with 0 <= i < j < {len(labels)}, got {edges}")
+        raise ValueError(
+            f"edges must be (i, j) with 0 <= i < j < {len(labels)}, got {edges}"
+        )
     colors = colors or ["#e6e6e6"] * len(labels)
     if ax is None:
         _, ax = plt.subplots(figsize=(3.6, 0.34 * len(labels) + 0.6))
     for i, (text, color) in enumerate(zip(labels, colors, strict=True)):
-        ax.text(0, -i, text, ha="center", va="center", fontsize=8, zorder=3,
-                bbox={"boxstyle": "round,pad=0.25", "fc": color, "ec": "#555555"})
+        ax.text(
+            0,
+            -i,
+            text,
+            ha="center",
+            va="center",
+            fontsize=8,
+            zorder=3,
+            bbox={"boxstyle": "round,pad=0.25", "fc": color, "ec": "#555555"},
+        )
     for a, b in edges:
         span = b - a
         if span == 1:
             start, end, style = (0.0, -a - 0.28), (0.0, -b + 0.28), "arc3"
         else:  # from the right side of the box, bowing right: clear of the boxes between
             start, end = (0.5, -a), (0.5, -b)
-            style = f"arc3,rad={-min(0.15 + 0.5 / span ** 0.5, 0.6)}"
-        ax.add_patch(FancyArrowPatch(start, end, connectionstyle=style, arrowstyle="-|>",
-                                     mutation_scale=8, color="#444444", lw=0.8, zorder=1,
-                                     shrinkA=0, shrinkB=0))
+            style = f"arc3,rad={-min(0.15 + 0.5 / span**0.5, 0.6)}"
+        ax.add_patch(
+            FancyArrowPatch(
+                start,
+                end,
+                connectionstyle=style,
+                arrowstyle="-|>",
+                mutation_scale=8,
+                color="#444444",
+                lw=0.8,
+                zorder=1,
+                shrinkA=0,
+                shrinkB=0,
+            )
+        )
     ax.set_xlim(-1.2, 1.2 + 0.2 * max([b - a for a, b in edges] + [1]) ** 0.5)
     ax.set_ylim(-len(labels) + 0.4, 0.6)
     ax.axis("off")
@@ -276,7 +358,9 @@ def draw(graph: NetworkGraph, title: str | None = None, ax=None):
             text = f"dense {x.width}"
         elif x.kind == "dropout":
             text = f"dropout {x.rate:g}"
-        labels.append(text + (" (skip)" if x.skip and x.kind not in ("add", "concat") else ""))
+        labels.append(
+            text + (" (skip)" if x.skip and x.kind not in ("add", "concat") else "")
+        )
         colors.append(KIND_COLORS.get(x.kind, "#e6e6e6"))
     edges = sorted((index[i], index[x.id]) for x in graph.layers for i in x.inputs)
     return draw_dag(labels, edges, colors, title, ax)
@@ -286,5 +370,7 @@ def make(config: AutoKerasConfig, data, device, seed: int) -> AutoKerasSearch:
     return AutoKerasSearch(config, data, device, seed)
 
 
-METHODS.register("autokeras", Method("autokeras", AutoKerasConfig, BUDGETS, make,
-                                     citation="jin2019autokeras"))
+METHODS.register(
+    "autokeras",
+    Method("autokeras", AutoKerasConfig, BUDGETS, make, citation="jin2019autokeras"),
+)

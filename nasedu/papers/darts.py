@@ -59,18 +59,32 @@ class DartsConfig:
     layers: int = 8  # A.1.1 "a small network of 8 cells"
     steps: int = 4  # §3.1.1 N = 7 nodes: 2 inputs, 4 intermediate, 1 output
     multiplier: int = 4  # §3.1.1 output = concatenation of all intermediate nodes
-    primitives: tuple[str, ...] = DARTS_PRIMITIVES  # §3.1.1, R-DARTS genotypes.PRIMITIVES
+    primitives: tuple[str, ...] = (
+        DARTS_PRIMITIVES  # §3.1.1, R-DARTS genotypes.PRIMITIVES
+    )
     # Data and schedule (App. A.1.1)
     epochs: int = 50  # A.1.1 "trained using DARTS for 50 epochs"
-    batch_size: int = 64  # A.1.1 "batch size 64 (for both the training and validation sets)"
+    batch_size: int = (
+        64  # A.1.1 "batch size 64 (for both the training and validation sets)"
+    )
     train_portion: float = 0.5  # A.1.1 "hold out half of the CIFAR-10 training data"
-    augment: str | None = "crop_flip"  # R-DARTS utils._data_transforms_cifar10 (no cutout)
-    train_subset: int | None = None  # nasedu: use only this many training images (budgets)
-    steps_per_epoch: int | None = None  # nasedu: cap on steps per epoch (None: a full pass)
-    valid_batches: int | None = None  # nasedu: cap on batches of the per-epoch validation
+    augment: str | None = (
+        "crop_flip"  # R-DARTS utils._data_transforms_cifar10 (no cutout)
+    )
+    train_subset: int | None = (
+        None  # nasedu: use only this many training images (budgets)
+    )
+    steps_per_epoch: int | None = (
+        None  # nasedu: cap on steps per epoch (None: a full pass)
+    )
+    valid_batches: int | None = (
+        None  # nasedu: cap on batches of the per-epoch validation
+    )
     # Weights w (App. A.1.1)
     lr: float = 0.025  # A.1.1 η_w = 0.025
-    lr_min: float = 0.0  # A.1.1 cosine "annealed down to zero"; R-DARTS learning_rate_min=0.001
+    lr_min: float = (
+        0.0  # A.1.1 cosine "annealed down to zero"; R-DARTS learning_rate_min=0.001
+    )
     momentum: float = 0.9  # A.1.1
     weight_decay: float = 3e-4  # A.1.1
     grad_clip: float = 5.0  # R-DARTS --grad_clip 5 (not in the paper)
@@ -90,13 +104,18 @@ class DartsConfig:
 
     def __post_init__(self) -> None:
         if self.order not in ORDERS:
-            raise ValueError(f"order must be 1 (first order) or 2 (second order), "
-                             f"got {self.order!r}")
+            raise ValueError(
+                f"order must be 1 (first order) or 2 (second order), got {self.order!r}"
+            )
         if self.hessian not in HESSIANS:
-            raise ValueError(f"unknown hessian {self.hessian!r}; valid choices: "
-                             f"{', '.join(HESSIANS)}")
+            raise ValueError(
+                f"unknown hessian {self.hessian!r}; valid choices: "
+                f"{', '.join(HESSIANS)}"
+            )
         if not 0 < self.train_portion < 1:
-            raise ValueError(f"train_portion must be in (0, 1), got {self.train_portion}")
+            raise ValueError(
+                f"train_portion must be in (0, 1), got {self.train_portion}"
+            )
         for name in ("C", "layers", "steps", "epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -109,25 +128,47 @@ BUDGETS: dict[str, dict[str, Any]] = {
     "colab": {"order": 1, "epochs": 20, "train_subset": 20000, "lr_min": 0.001},
     # Seconds on a CPU: 5 cells of 4 channels on 8×8 digits, second order, α learning
     # rate ×100 so that α moves visibly in two dozen steps (at ×10 it barely moves).
-    "smoke": {"C": 4, "layers": 5, "epochs": 6, "batch_size": 32, "augment": None,
-              "steps_per_epoch": 4, "valid_batches": 4, "arch_lr": 3e-2},
+    "smoke": {
+        "C": 4,
+        "layers": 5,
+        "epochs": 6,
+        "batch_size": 32,
+        "augment": None,
+        "steps_per_epoch": 4,
+        "valid_batches": 4,
+        "arch_lr": 3e-2,
+    },
 }
 
 
 # --------------------------------------------------------------------------- the core
-def _loss(net: Supernet, arch: tuple[torch.Tensor, torch.Tensor], x: torch.Tensor,
-          y: torch.Tensor, params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+def _loss(
+    net: Supernet,
+    arch: tuple[torch.Tensor, torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    params: dict[str, torch.Tensor] | None = None,
+) -> torch.Tensor:
     """Cross-entropy of the supernet with architecture weights ``arch`` and, when given,
     the weights ``params`` instead of its own (``torch.func.functional_call``: no copy
     of the network is ever built)."""
-    logits = net(x, *arch) if params is None else functional_call(net, params, (x, *arch))
+    logits = (
+        net(x, *arch) if params is None else functional_call(net, params, (x, *arch))
+    )
     return F.cross_entropy(upcast_logits(logits), y)
 
 
-def unrolled_weights(net: Supernet, arch: tuple[torch.Tensor, torch.Tensor],
-                     x: torch.Tensor, y: torch.Tensor, lr: float,
-                     momentum_buffers: Sequence[torch.Tensor | None], momentum: float,
-                     weight_decay: float, create_graph: bool = False) -> list[torch.Tensor]:
+def unrolled_weights(
+    net: Supernet,
+    arch: tuple[torch.Tensor, torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    lr: float,
+    momentum_buffers: Sequence[torch.Tensor | None],
+    momentum: float,
+    weight_decay: float,
+    create_graph: bool = False,
+) -> list[torch.Tensor]:
     """w' = w − ξ (μ·buf + ∇_w L_train(w, α) + λ·w), the next step of momentum SGD
     with weight decay (DARTS §2.3 Eq. 6 and "when momentum is enabled ... modified
     accordingly"; R-DARTS ``architect._compute_unrolled_model``).
@@ -136,7 +177,9 @@ def unrolled_weights(net: Supernet, arch: tuple[torch.Tensor, torch.Tensor],
     gradient); otherwise it is a detached tensor per parameter.
     """
     params = [p for _, p in net.named_parameters()]
-    grads = torch.autograd.grad(_loss(net, arch, x, y), params, create_graph=create_graph)
+    grads = torch.autograd.grad(
+        _loss(net, arch, x, y), params, create_graph=create_graph
+    )
     return _sgd_step(params, grads, lr, momentum_buffers, momentum, weight_decay)
 
 
@@ -179,13 +222,22 @@ def _full_precision(device: torch.device):
 LossFn = Callable[[dict[str, torch.Tensor] | None, Any], tuple[torch.Tensor, Any]]
 
 
-def hypergradient(loss: LossFn, params: dict[str, torch.Tensor],
-                  arch_params: Sequence[torch.Tensor], train_batch: Any, valid_batch: Any, *,
-                  order: int = 2, lr: float = 0.0,
-                  momentum_buffers: Sequence[torch.Tensor | None] | None = None,
-                  momentum: float = 0.9, weight_decay: float = 3e-4, fd_radius: float = 0.01,
-                  hessian: str = "finite_difference", clip: float | None = None
-                  ) -> tuple[list[torch.Tensor], Any]:
+def hypergradient(
+    loss: LossFn,
+    params: dict[str, torch.Tensor],
+    arch_params: Sequence[torch.Tensor],
+    train_batch: Any,
+    valid_batch: Any,
+    *,
+    order: int = 2,
+    lr: float = 0.0,
+    momentum_buffers: Sequence[torch.Tensor | None] | None = None,
+    momentum: float = 0.9,
+    weight_decay: float = 3e-4,
+    fd_radius: float = 0.01,
+    hessian: str = "finite_difference",
+    clip: float | None = None,
+) -> tuple[list[torch.Tensor], Any]:
     """The architecture gradient of DARTS (§2.3) for any network: ``alpha_gradient``
     for the CNN supernet, ``rnn_cells`` for the recurrent one.
 
@@ -217,7 +269,9 @@ def hypergradient(loss: LossFn, params: dict[str, torch.Tensor],
     if order not in ORDERS:
         raise ValueError(f"order must be 1 or 2, got {order!r}")
     if hessian not in HESSIANS:
-        raise ValueError(f"unknown hessian {hessian!r}; valid choices: {', '.join(HESSIANS)}")
+        raise ValueError(
+            f"unknown hessian {hessian!r}; valid choices: {', '.join(HESSIANS)}"
+        )
     arch_params = list(arch_params)
     if order == 1:
         value, aux = loss(None, valid_batch)
@@ -236,7 +290,10 @@ def hypergradient(loss: LossFn, params: dict[str, torch.Tensor],
     unrolled = [w.requires_grad_() for w in unrolled]
     value, aux = loss(dict(zip(names, unrolled)), valid_batch)
     grads = torch.autograd.grad(value, [*arch_params, *unrolled])
-    d_alpha, v = grads[:len(arch_params)], grads[len(arch_params):]  # ∇_α, ∇_w' of L_val
+    d_alpha, v = (
+        grads[: len(arch_params)],
+        grads[len(arch_params) :],
+    )  # ∇_α, ∇_w' of L_val
     v_scale = _clip_coefficient(v, clip)
     v = [g * v_scale for g in v]
     eps = fd_radius / torch.sqrt(sum((g.double() ** 2).sum() for g in v)).to(v[0].dtype)
@@ -251,12 +308,20 @@ def hypergradient(loss: LossFn, params: dict[str, torch.Tensor],
     return [d - lr * scale * h for d, h in zip(d_alpha, hvp)], aux
 
 
-def alpha_gradient(net: Supernet, alphas: Alphas, train_batch: tuple[torch.Tensor, ...],
-                   valid_batch: tuple[torch.Tensor, ...], *, order: int = 2, lr: float = 0.0,
-                   momentum_buffers: Sequence[torch.Tensor | None] | None = None,
-                   momentum: float = 0.9, weight_decay: float = 3e-4,
-                   fd_radius: float = 0.01, hessian: str = "finite_difference"
-                   ) -> list[torch.Tensor]:
+def alpha_gradient(
+    net: Supernet,
+    alphas: Alphas,
+    train_batch: tuple[torch.Tensor, ...],
+    valid_batch: tuple[torch.Tensor, ...],
+    *,
+    order: int = 2,
+    lr: float = 0.0,
+    momentum_buffers: Sequence[torch.Tensor | None] | None = None,
+    momentum: float = 0.9,
+    weight_decay: float = 3e-4,
+    fd_radius: float = 0.01,
+    hessian: str = "finite_difference",
+) -> list[torch.Tensor]:
     """DARTS's architecture gradient (§2.3, Eq. 6-8; see ``hypergradient``) for the CNN
     supernet, for ``[alphas.normal, alphas.reduce]``; batches are ``(images, labels)``.
 
@@ -264,13 +329,24 @@ def alpha_gradient(net: Supernet, alphas: Alphas, train_batch: tuple[torch.Tenso
         momentum_buffers: the SGD momentum buffer of every parameter of ``net`` in
             ``named_parameters()`` order (None entries, or None: no momentum yet).
     """
+
     def loss(weights, batch):
         return _loss(net, alphas.softmax(), batch[0], batch[1], weights), None
 
-    grads, _ = hypergradient(loss, dict(net.named_parameters()), [alphas.normal, alphas.reduce],
-                             train_batch, valid_batch, order=order, lr=lr,
-                             momentum_buffers=momentum_buffers, momentum=momentum,
-                             weight_decay=weight_decay, fd_radius=fd_radius, hessian=hessian)
+    grads, _ = hypergradient(
+        loss,
+        dict(net.named_parameters()),
+        [alphas.normal, alphas.reduce],
+        train_batch,
+        valid_batch,
+        order=order,
+        lr=lr,
+        momentum_buffers=momentum_buffers,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        fd_radius=fd_radius,
+        hessian=hessian,
+    )
     return grads
 
 
@@ -293,8 +369,9 @@ class DartsSearch(SupernetSearch):
     training batch under the new α, in that order (Alg. 1; R-DARTS ``train``).
     """
 
-    def __init__(self, config: DartsConfig, data: Any, device: torch.device | str,
-                 seed: int = 0):
+    def __init__(
+        self, config: DartsConfig, data: Any, device: torch.device | str, seed: int = 0
+    ):
         super().__init__(device, seed)
         self.config, self.epochs = config, config.epochs
         x, y = data.train
@@ -302,36 +379,60 @@ class DartsSearch(SupernetSearch):
             (x, y), _ = search_split(x, y, config.train_subset / len(y), seed=seed)
         w_half, a_half = search_split(x, y, config.train_portion, seed=seed)
         fill = getattr(data, "fill", 0.0)
-        loader = dict(batch_size=config.batch_size, device=self.device, augment=config.augment,
-                      fill=fill, drop_last=True)
+        loader = dict(
+            batch_size=config.batch_size,
+            device=self.device,
+            augment=config.augment,
+            fill=fill,
+            drop_last=True,
+        )
         self.train_loader = BatchLoader(*w_half, seed=seed, **loader)
         self.valid_loader = BatchLoader(*a_half, seed=seed + 1, **loader)
         self.valid_stream = self.valid_loader.forever()
         self.eval_x, self.eval_y = a_half[0].to(self.device), a_half[1].to(self.device)
 
         torch.manual_seed(seed)  # the supernet's initial weights
-        self.supernet = Supernet(config.C, data.num_classes, config.layers, config.steps,
-                                 config.multiplier, primitives=config.primitives,
-                                 in_channels=data.in_channels).to(self.device)
+        self.supernet = Supernet(
+            config.C,
+            data.num_classes,
+            config.layers,
+            config.steps,
+            config.multiplier,
+            primitives=config.primitives,
+            in_channels=data.in_channels,
+        ).to(self.device)
         self.channels_last = config.channels_last
         if self.channels_last:
             self.supernet.to(memory_format=torch.channels_last)
         generator = torch.Generator().manual_seed(seed)
-        self.alphas = Alphas(num_edges(config.steps), len(config.primitives),
-                             std=config.alpha_init_std, generator=generator).to(self.device)
-        self.w_optimizer = torch.optim.SGD(self.supernet.parameters(), lr=config.lr,
-                                           momentum=config.momentum,
-                                           weight_decay=config.weight_decay, foreach=True)
-        self.arch_optimizer = torch.optim.Adam(self.alphas.parameters(), lr=config.arch_lr,
-                                               betas=config.arch_betas,
-                                               weight_decay=config.arch_weight_decay)
+        self.alphas = Alphas(
+            num_edges(config.steps),
+            len(config.primitives),
+            std=config.alpha_init_std,
+            generator=generator,
+        ).to(self.device)
+        self.w_optimizer = torch.optim.SGD(
+            self.supernet.parameters(),
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            foreach=True,
+        )
+        self.arch_optimizer = torch.optim.Adam(
+            self.alphas.parameters(),
+            lr=config.arch_lr,
+            betas=config.arch_betas,
+            weight_decay=config.arch_weight_decay,
+        )
         self.amp_dtype = amp_dtype(self.device) if config.amp else None
         # float16 (GPUs without bfloat16, e.g. Colab's T4) needs loss scaling.
         self.scaler = _grad_scaler() if self.amp_dtype == torch.float16 else None
 
     # ------------------------------------------------------------ one step
     def _input(self, x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+        return (
+            x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+        )
 
     def _autocast(self):
         if self.amp_dtype is None:
@@ -351,10 +452,18 @@ class DartsSearch(SupernetSearch):
             return
         with _full_precision(self.device):
             grads = alpha_gradient(
-                self.supernet, self.alphas, train_batch, valid_batch, order=c.order, lr=lr,
+                self.supernet,
+                self.alphas,
+                train_batch,
+                valid_batch,
+                order=c.order,
+                lr=lr,
                 momentum_buffers=_momentum_buffers(self.w_optimizer, self.supernet),
-                momentum=c.momentum, weight_decay=c.weight_decay, fd_radius=c.fd_radius,
-                hessian=c.hessian)
+                momentum=c.momentum,
+                weight_decay=c.weight_decay,
+                fd_radius=c.fd_radius,
+                hessian=c.hessian,
+            )
         for p, g in zip((self.alphas.normal, self.alphas.reduce), grads):
             p.grad = g
         self.arch_optimizer.step()
@@ -403,7 +512,10 @@ class DartsSearch(SupernetSearch):
                 break
         # A capped epoch still starts the next one on a fresh pass of the w half.
         if self.train_loader.batch != 0:
-            self.train_loader.epoch, self.train_loader.batch = self.train_loader.epoch + 1, 0
+            self.train_loader.epoch, self.train_loader.batch = (
+                self.train_loader.epoch + 1,
+                0,
+            )
         return loss_sum / seen, correct / seen
 
     # ------------------------------------------------------------ SupernetSearch
@@ -412,8 +524,12 @@ class DartsSearch(SupernetSearch):
 
     def validate(self) -> tuple[float, float]:
         with self._autocast():
-            return self.evaluate(self._input(self.eval_x), self.eval_y, self.config.batch_size,
-                                 self.config.valid_batches)
+            return self.evaluate(
+                self._input(self.eval_x),
+                self.eval_y,
+                self.config.batch_size,
+                self.config.valid_batches,
+            )
 
     def genotype(self) -> Genotype:
         w_n, w_r = self.alphas.softmax()
@@ -428,8 +544,10 @@ class DartsSearch(SupernetSearch):
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        state["loaders"] = {"train": self.train_loader.state_dict(),
-                            "valid": self.valid_loader.state_dict()}
+        state["loaders"] = {
+            "train": self.train_loader.state_dict(),
+            "valid": self.valid_loader.state_dict(),
+        }
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
         return state
@@ -443,18 +561,21 @@ class DartsSearch(SupernetSearch):
             self.scaler.load_state_dict(state["scaler"])
 
 
-def make(config: DartsConfig, data: Any, device: torch.device | str, seed: int = 0
-         ) -> DartsSearch:
+def make(
+    config: DartsConfig, data: Any, device: torch.device | str, seed: int = 0
+) -> DartsSearch:
     """The ``Search`` the runner drives (``nasedu search darts``)."""
     return DartsSearch(config, data, device, seed)
 
 
-METHODS.register("darts", Method("darts", DartsConfig, BUDGETS, make,
-                                 citation="liu2019darts"))
+METHODS.register(
+    "darts", Method("darts", DartsConfig, BUDGETS, make, citation="liu2019darts")
+)
 
 
-def search(config: DartsConfig, data: Any, device: torch.device | str = "cpu",
-           seed: int = 0) -> list[HistoryRecord]:
+def search(
+    config: DartsConfig, data: Any, device: torch.device | str = "cpu", seed: int = 0
+) -> list[HistoryRecord]:
     """Run a whole DARTS search in memory and return one record per epoch: the derived
     cell, validation accuracy, seconds and, in ``extra``, softmax(α) per edge for both
     cells (``nasedu.search.run("darts", ...)`` adds files, checkpoints and resume)."""
@@ -462,9 +583,15 @@ def search(config: DartsConfig, data: Any, device: torch.device | str = "cpu",
 
 
 # --------------------------------------------------------------------------- benchmark
-def benchmark(device: torch.device | str = "cpu", batch_size: int = 64, C: int = 16,
-              layers: int = 8, image_size: int = 32, repeats: int = 3,
-              eval_step: bool = True) -> dict[str, Any]:
+def benchmark(
+    device: torch.device | str = "cpu",
+    batch_size: int = 64,
+    C: int = 16,
+    layers: int = 8,
+    image_size: int = 32,
+    repeats: int = 3,
+    eval_step: bool = True,
+) -> dict[str, Any]:
     """Time one first-order and one second-order search step and one evaluation-network
     training step at the paper's shapes (search: batch 64, C = 16, 8 cells, 32×32;
     evaluation: DARTS_V2, batch 96, C = 36, 20 cells), with peak memory.
@@ -474,12 +601,18 @@ def benchmark(device: torch.device | str = "cpu", batch_size: int = 64, C: int =
     second-order figure includes the first-order one).
     """
     device = torch.device(device)
-    result: dict[str, Any] = {"benchmark": "darts", "search_batch_size": batch_size,
-                              "C": C, "layers": layers, "image_size": image_size}
+    result: dict[str, Any] = {
+        "benchmark": "darts",
+        "search_batch_size": batch_size,
+        "C": C,
+        "layers": layers,
+        "image_size": image_size,
+    }
     data = _RandomImages(batch_size * 4, image_size)
     for order in ORDERS:
-        config = DartsConfig(C=C, layers=layers, batch_size=batch_size, order=order,
-                             augment=None)
+        config = DartsConfig(
+            C=C, layers=layers, batch_size=batch_size, order=order, augment=None
+        )
         run = DartsSearch(config, data, device, seed=0)
         x, y = next(iter(run.train_loader))
         x_val, y_val = next(run.valid_stream)
@@ -502,7 +635,9 @@ def benchmark(device: torch.device | str = "cpu", batch_size: int = 64, C: int =
         train = bench_train(device, repeats=repeats)
         result["eval_seconds_per_step"] = train["seconds_per_step"]
         result["eval_peak_memory_mb"] = train["peak_memory_mb"]
-    result["supernet_params"] = sum(p.numel() for p in Supernet(C, 10, layers).parameters())
+    result["supernet_params"] = sum(
+        p.numel() for p in Supernet(C, 10, layers).parameters()
+    )
     return {**result, **environment(device)}
 
 
@@ -518,9 +653,10 @@ class _RandomImages:
     @property
     def train(self):
         g = torch.Generator().manual_seed(0)
-        return (torch.randn(self.n, 3, self.image_size, self.image_size, generator=g),
-                torch.arange(self.n) % self.num_classes)
+        return (
+            torch.randn(self.n, 3, self.image_size, self.image_size, generator=g),
+            torch.arange(self.n) % self.num_classes,
+        )
 
 
 BENCHMARKS.register("darts", benchmark)
-

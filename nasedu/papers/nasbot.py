@@ -40,7 +40,9 @@ from nasedu.train import TrainConfig, train
 class NASBOTConfig:
     """Code defaults (``kirthevasank/nasbot``); the paper's own values are UNVERIFIED."""
 
-    evaluations: int = 200  # nasedu: the demos bound time (2 days on 2 GPUs), not a count
+    evaluations: int = (
+        200  # nasedu: the demos bound time (2 days on 2 GPUs), not a count
+    )
     init_evaluations: int = 20  # code blackbox_optimiser num_init_evals = 20
     ea_evaluations: int = 200  # code: clip(min(5, dim)²·√t, 50, 500) acquisition evals
     ea_mutations: int = 42  # code: clip(3·√evals, 5, 100) mutations per GA epoch
@@ -51,18 +53,38 @@ class NASBOTConfig:
     init_units: int = 64  # nasedu: units of the initial pool's conv layers
     init_blocks: int = 2  # nasedu: conv blocks of the initial pool's networks
     gp_noise: float = 1e-4  # nasedu: GP diagonal jitter
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=20, batch_size=64, drop_path_prob=0.0, auxiliary_weight=0.0))  # nasedu
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            epochs=20, batch_size=64, drop_path_prob=0.0, auxiliary_weight=0.0
+        )
+    )  # nasedu
 
 
 BUDGETS: dict[str, dict[str, Any]] = {
     "paper": {},
-    "colab": {"evaluations": 20, "init_evaluations": 5, "ea_evaluations": 100,
-              "init_units": 32, "train": {"epochs": 5}},
-    "smoke": {"evaluations": 8, "init_evaluations": 2, "ea_evaluations": 40,
-              "ea_mutations": 8, "init_units": 8, "max_units": 32, "max_layers": 16,
-              "train": {"epochs": 2, "batch_size": 32, "lr": 0.05, "augment": None,
-                        "cutout": 0}},
+    "colab": {
+        "evaluations": 20,
+        "init_evaluations": 5,
+        "ea_evaluations": 100,
+        "init_units": 32,
+        "train": {"epochs": 5},
+    },
+    "smoke": {
+        "evaluations": 8,
+        "init_evaluations": 2,
+        "ea_evaluations": 40,
+        "ea_mutations": 8,
+        "init_units": 8,
+        "max_units": 32,
+        "max_layers": 16,
+        "train": {
+            "epochs": 2,
+            "batch_size": 32,
+            "lr": 0.05,
+            "augment": None,
+            "cutout": 0,
+        },
+    },
 }
 
 
@@ -74,8 +96,14 @@ def _psd(k: np.ndarray) -> np.ndarray:
     return (vecs * np.clip(vals, 0, None)) @ vecs.T
 
 
-def otmann_kernel(d: np.ndarray, dbar: np.ndarray, scale: float, weight: float,
-                  beta: np.ndarray, beta_bar: np.ndarray) -> np.ndarray:
+def otmann_kernel(
+    d: np.ndarray,
+    dbar: np.ndarray,
+    scale: float,
+    weight: float,
+    beta: np.ndarray,
+    beta_bar: np.ndarray,
+) -> np.ndarray:
     """κ from stacked distances d, d̄ of shape (4, m, n)."""
     lp = np.exp(-np.tensordot(beta, d, axes=1))  # (m, n)
     emd = np.exp(-np.tensordot(beta_bar, dbar**2, axes=1))  # (m, n)
@@ -101,8 +129,9 @@ class NASBOTSearch(Search):
         pool = lg.initial_pool(config.init_blocks, config.init_units)
         self.pool = [g for g in pool if g.fits(data.image_size)]
 
-    def distances(self, a: list[LayerGraph], b: list[LayerGraph]
-                  ) -> tuple[np.ndarray, np.ndarray]:
+    def distances(
+        self, a: list[LayerGraph], b: list[LayerGraph]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(4, len(a), len(b)) OTMANN distances d and d̄, cached by graph hash."""
         d = np.zeros((4, len(a), len(b)))
         dbar = np.zeros_like(d)
@@ -120,16 +149,24 @@ class NASBOTSearch(Search):
         n = len(self.graphs)
         off = ~np.eye(n, dtype=bool)
         mean_d = np.array([max(x[off].mean(), 1e-9) if n > 1 else 1.0 for x in d])
-        mean_e = np.array([max((x[off] ** 2).mean(), 1e-9) if n > 1 else 1.0 for x in dbar])
+        mean_e = np.array(
+            [max((x[off] ** 2).mean(), 1e-9) if n > 1 else 1.0 for x in dbar]
+        )
         scale = max(float(np.var(self.rewards)), 1e-4)
-        candidates = [(w, s) for w in (0.25, 0.5, 0.75) for s in (0.1, 0.3, 1.0, 3.0, 10.0)]
+        candidates = [
+            (w, s) for w in (0.25, 0.5, 0.75) for s in (0.1, 0.3, 1.0, 3.0, 10.0)
+        ]
 
         def params(c):
             w, s = c
             return scale, w, s / (4 * mean_d), s / (4 * mean_e)
 
-        best, gp = fit_hyperparameters(lambda c: _psd(otmann_kernel(d, dbar, *params(c))),
-                                       self.rewards, candidates, self.config.gp_noise)
+        best, gp = fit_hyperparameters(
+            lambda c: _psd(otmann_kernel(d, dbar, *params(c))),
+            self.rewards,
+            candidates,
+            self.config.gp_noise,
+        )
         return gp, params(best)
 
     def acquisition(self, graphs: list[LayerGraph], gp, params) -> np.ndarray:
@@ -140,9 +177,18 @@ class NASBOTSearch(Search):
 
     def _mutate(self, g: LayerGraph) -> LayerGraph:
         cfg = self.config
-        steps = self.rng.choices(range(1, len(cfg.mutation_steps) + 1), cfg.mutation_steps)[0]
-        return lg.mutate(g, self.rng, steps, self.data.image_size, cfg.min_units,
-                         cfg.max_units, cfg.max_layers)
+        steps = self.rng.choices(
+            range(1, len(cfg.mutation_steps) + 1), cfg.mutation_steps
+        )[0]
+        return lg.mutate(
+            g,
+            self.rng,
+            steps,
+            self.data.image_size,
+            cfg.min_units,
+            cfg.max_units,
+            cfg.max_layers,
+        )
 
     def propose(self) -> tuple[LayerGraph, float]:
         """§4: the evolutionary maximisation of EI. Start from the evaluated networks;
@@ -156,14 +202,20 @@ class NASBOTSearch(Search):
         evaluated = 0
         while evaluated < self.config.ea_evaluations:
             weights = np.asarray(values) + 1e-12
-            parents = self.rng.choices(range(len(pool)), weights.tolist(),
-                                       k=self.config.ea_mutations)
-            children = [c for c in (self._mutate(pool[p]) for p in parents)
-                        if c.hash() not in seen]
+            parents = self.rng.choices(
+                range(len(pool)), weights.tolist(), k=self.config.ea_mutations
+            )
+            children = [
+                c
+                for c in (self._mutate(pool[p]) for p in parents)
+                if c.hash() not in seen
+            ]
             for c in children:
                 seen.add(c.hash())
             if not children:
-                evaluated += self.config.ea_mutations  # nothing new: avoid looping forever
+                evaluated += (
+                    self.config.ea_mutations
+                )  # nothing new: avoid looping forever
                 continue
             ei = self.acquisition(children, gp, params)
             evaluated += len(children)
@@ -199,9 +251,16 @@ class NASBOTSearch(Search):
         outcome = self.evaluator.evaluate(graph, step=n)
         self.graphs.append(graph)
         self.rewards.append(outcome.reward)
-        return [HistoryRecord(step=n, architecture=graph.to_dict(), reward=outcome.reward,
-                              cost=outcome.cost, wall_clock=clock.elapsed(),
-                              extra={**outcome.extra, **extra})]
+        return [
+            HistoryRecord(
+                step=n,
+                architecture=graph.to_dict(),
+                reward=outcome.reward,
+                cost=outcome.cost,
+                wall_clock=clock.elapsed(),
+                extra={**outcome.extra, **extra},
+            )
+        ]
 
     def done(self) -> bool:
         return self.evaluator.exhausted(len(self.graphs))
@@ -211,8 +270,12 @@ class NASBOTSearch(Search):
 
     def state_dict(self) -> dict[str, Any]:
         version, internal, gauss = self.rng.getstate()
-        return {"graphs": [g.to_dict() for g in self.graphs], "rewards": list(self.rewards),
-                "rng": list(internal), "gauss": gauss}
+        return {
+            "graphs": [g.to_dict() for g in self.graphs],
+            "rewards": list(self.rewards),
+            "rng": list(internal),
+            "gauss": gauss,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.graphs = [LayerGraph.from_dict(g) for g in state["graphs"]]
@@ -220,9 +283,17 @@ class NASBOTSearch(Search):
         self.rng.setstate((3, tuple(state["rng"]), state.get("gauss")))
 
 
-LABEL_COLORS = {"conv3": "#8fb8de", "conv5": "#6fa0cf", "conv7": "#4f88c0",
-                "max-pool": "#c5e0b4", "avg-pool": "#a9d18e", "fc": "#f4b183",
-                "softmax": "#ffd966", "ip": "white", "op": "white"}
+LABEL_COLORS = {
+    "conv3": "#8fb8de",
+    "conv5": "#6fa0cf",
+    "conv7": "#4f88c0",
+    "max-pool": "#c5e0b4",
+    "avg-pool": "#a9d18e",
+    "fc": "#f4b183",
+    "softmax": "#ffd966",
+    "ip": "white",
+    "op": "white",
+}
 
 
 def draw(graph: LayerGraph, title: str | None = None, ax=None):
@@ -246,6 +317,7 @@ def make(config: NASBOTConfig, data, device, seed: int) -> NASBOTSearch:
     return NASBOTSearch(config, data, device, seed)
 
 
-METHODS.register("nasbot", Method("nasbot", NASBOTConfig, BUDGETS, make,
-                                  citation="kandasamy2018nasbot"))
-
+METHODS.register(
+    "nasbot",
+    Method("nasbot", NASBOTConfig, BUDGETS, make, citation="kandasamy2018nasbot"),
+)

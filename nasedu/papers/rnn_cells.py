@@ -45,11 +45,23 @@ from torch.func import functional_call
 from nasedu.papers.darts import ORDERS, hypergradient
 from nasedu.search import Clock, HistoryRecord, Search
 
-RNN_PRIMITIVES = ("none", "tanh", "relu", "sigmoid", "identity")  # R-DARTS rnn/genotypes.py
-STEPS = 8  # R-DARTS rnn/genotypes.py STEPS (and CONCAT = 8: the output averages all eight)
+RNN_PRIMITIVES = (
+    "none",
+    "tanh",
+    "relu",
+    "sigmoid",
+    "identity",
+)  # R-DARTS rnn/genotypes.py
+STEPS = (
+    8  # R-DARTS rnn/genotypes.py STEPS (and CONCAT = 8: the output averages all eight)
+)
 INIT_RANGE = 0.04  # R-DARTS rnn/model.py INITRANGE
-ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid,
-               "identity": lambda x: x}
+ACTIVATIONS = {
+    "tanh": torch.tanh,
+    "relu": torch.relu,
+    "sigmoid": torch.sigmoid,
+    "identity": lambda x: x,
+}
 
 
 def num_recurrent_edges(steps: int = STEPS) -> int:
@@ -71,22 +83,31 @@ class RecurrentGenotype:
             edges = tuple((str(op), int(j)) for op, j in self.recurrent)
             concat = tuple(int(i) for i in self.concat)
         except (TypeError, ValueError):
-            raise ValueError(f"a recurrent genotype needs [op, input] pairs and a concat "
-                             f"list, got {self.recurrent!r} and {self.concat!r}") from None
+            raise ValueError(
+                f"a recurrent genotype needs [op, input] pairs and a concat "
+                f"list, got {self.recurrent!r} and {self.concat!r}"
+            ) from None
         object.__setattr__(self, "recurrent", edges)
         object.__setattr__(self, "concat", concat)
         valid = [op for op in RNN_PRIMITIVES if op != "none"]
         for i, (op, j) in enumerate(edges):
             if op not in valid:
-                raise ValueError(f"node {i + 1}: unknown recurrent operation {op!r}; valid "
-                                 f"choices: {', '.join(valid)}")
+                raise ValueError(
+                    f"node {i + 1}: unknown recurrent operation {op!r}; valid "
+                    f"choices: {', '.join(valid)}"
+                )
             if not 0 <= j <= i:
-                raise ValueError(f"node {i + 1}: input {j} is invalid; valid inputs are 0..{i}")
+                raise ValueError(
+                    f"node {i + 1}: input {j} is invalid; valid inputs are 0..{i}"
+                )
         if not concat or any(not 0 <= c <= len(edges) for c in concat):
             raise ValueError(f"concat {list(concat)} must name states 0..{len(edges)}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"recurrent": [list(e) for e in self.recurrent], "concat": list(self.concat)}
+        return {
+            "recurrent": [list(e) for e in self.recurrent],
+            "concat": list(self.concat),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RecurrentGenotype:
@@ -103,8 +124,11 @@ def _recurrent_dir():
 
 def recurrent_names() -> list[str]:
     """Names of the published recurrent genotypes."""
-    return sorted(json.loads(p.read_text())["name"] for p in _recurrent_dir().iterdir()
-                  if p.name.endswith(".json"))
+    return sorted(
+        json.loads(p.read_text())["name"]
+        for p in _recurrent_dir().iterdir()
+        if p.name.endswith(".json")
+    )
 
 
 def load_recurrent(name: str) -> RecurrentGenotype:
@@ -114,24 +138,31 @@ def load_recurrent(name: str) -> RecurrentGenotype:
             record = json.loads(path.read_text())
             if record["name"].lower() == str(name).lower():
                 return RecurrentGenotype.from_dict(record)
-    raise ValueError(f"unknown recurrent genotype {name!r}; valid choices: "
-                     f"{', '.join(recurrent_names())}")
+    raise ValueError(
+        f"unknown recurrent genotype {name!r}; valid choices: "
+        f"{', '.join(recurrent_names())}"
+    )
 
 
-def derive_recurrent(weights: torch.Tensor, primitives: Sequence[str] = RNN_PRIMITIVES,
-                     steps: int = STEPS) -> RecurrentGenotype:
+def derive_recurrent(
+    weights: torch.Tensor,
+    primitives: Sequence[str] = RNN_PRIMITIVES,
+    steps: int = STEPS,
+) -> RecurrentGenotype:
     """The discrete recurrent cell (DARTS §2.4 with k = 1): each node keeps its one
     strongest incoming edge by the strongest non-``none`` weight, and that operation
     (R-DARTS ``RNNModelSearch.genotype``). ``weights``: (36, len(primitives))."""
     if tuple(weights.shape) != (num_recurrent_edges(steps), len(primitives)):
-        raise ValueError(f"weights have shape {tuple(weights.shape)}; {steps} nodes over "
-                         f"{len(primitives)} operations need "
-                         f"{(num_recurrent_edges(steps), len(primitives))}")
+        raise ValueError(
+            f"weights have shape {tuple(weights.shape)}; {steps} nodes over "
+            f"{len(primitives)} operations need "
+            f"{(num_recurrent_edges(steps), len(primitives))}"
+        )
     W = weights.detach().cpu()
     keep = [k for k, op in enumerate(primitives) if op != "none"]
     gene, start = [], 0
     for i in range(steps):
-        rows = W[start:start + i + 1][:, keep]  # (i + 1, non-none ops)
+        rows = W[start : start + i + 1][:, keep]  # (i + 1, non-none ops)
         j = sorted(range(i + 1), key=lambda r: -float(rows[r].max()))[0]
         gene.append((primitives[keep[int(rows[j].argmax())]], j))
         start += i + 1
@@ -150,11 +181,13 @@ class _HighwayCell(nn.Module):
     def __init__(self, ninp: int, nhid: int, steps: int):
         super().__init__()
         self.nhid, self.steps = nhid, steps
-        self.W0 = nn.Parameter(torch.empty(ninp + nhid, 2 * nhid).uniform_(-INIT_RANGE,
-                                                                           INIT_RANGE))
+        self.W0 = nn.Parameter(
+            torch.empty(ninp + nhid, 2 * nhid).uniform_(-INIT_RANGE, INIT_RANGE)
+        )
         self.Ws = nn.ParameterList(
             nn.Parameter(torch.empty(nhid, 2 * nhid).uniform_(-INIT_RANGE, INIT_RANGE))
-            for _ in range(steps))
+            for _ in range(steps)
+        )
 
     def first_node(self, x, h_prev, x_mask, h_mask):
         if x_mask is not None:
@@ -185,9 +218,15 @@ class RecurrentCell(_HighwayCell):
         states = [self.first_node(x, h_prev, x_mask, h_mask)]
         for i, (op, j) in enumerate(self.genotype.recurrent):
             s = states[j]
-            c, h = (s if h_mask is None else s * h_mask).mm(self.Ws[i]).split(self.nhid, -1)
+            c, h = (
+                (s if h_mask is None else s * h_mask)
+                .mm(self.Ws[i])
+                .split(self.nhid, -1)
+            )
             states.append(s + c.sigmoid() * (ACTIVATIONS[op](h) - s))
-        return torch.stack([states[i] for i in self.genotype.concat]).mean(0)  # (B, nhid)
+        return torch.stack([states[i] for i in self.genotype.concat]).mean(
+            0
+        )  # (B, nhid)
 
 
 class RecurrentSearchCell(_HighwayCell):
@@ -196,25 +235,44 @@ class RecurrentSearchCell(_HighwayCell):
     shared linear map per node, then a non-affine BatchNorm (``batch_norm=False`` only
     for tests: with one-hot weights the cell then equals a ``RecurrentCell``)."""
 
-    def __init__(self, ninp: int, nhid: int, steps: int = STEPS,
-                 primitives: Sequence[str] = RNN_PRIMITIVES, batch_norm: bool = True):
+    def __init__(
+        self,
+        ninp: int,
+        nhid: int,
+        steps: int = STEPS,
+        primitives: Sequence[str] = RNN_PRIMITIVES,
+        batch_norm: bool = True,
+    ):
         super().__init__(ninp, nhid, steps)
         unknown = [p for p in primitives if p != "none" and p not in ACTIVATIONS]
         if unknown:
-            raise ValueError(f"unknown recurrent operation {unknown[0]!r}; valid choices: "
-                             f"{', '.join(RNN_PRIMITIVES)}")
+            raise ValueError(
+                f"unknown recurrent operation {unknown[0]!r}; valid choices: "
+                f"{', '.join(RNN_PRIMITIVES)}"
+            )
         self.primitives, self.batch_norm = tuple(primitives), batch_norm
-        self.ops = [k for k, p in enumerate(primitives) if p != "none"]  # none adds zero
+        self.ops = [
+            k for k, p in enumerate(primitives) if p != "none"
+        ]  # none adds zero
 
     def cell(self, x, h_prev, weights, x_mask, h_mask):
         norm = _bn if self.batch_norm else (lambda s: s)
-        states = norm(self.first_node(x, h_prev, x_mask, h_mask)).unsqueeze(0)  # (1, B, H)
+        states = norm(self.first_node(x, h_prev, x_mask, h_mask)).unsqueeze(
+            0
+        )  # (1, B, H)
         offset = 0
         for i in range(self.steps):
             masked = states if h_mask is None else states * h_mask
-            ch = masked.reshape(-1, self.nhid).mm(self.Ws[i]).view(i + 1, -1, 2 * self.nhid)
-            c, h = ch.sigmoid()[..., :self.nhid], ch[..., self.nhid:]  # (i+1, B, H) each
-            w = weights[offset:offset + i + 1]  # (i + 1, num_ops)
+            ch = (
+                masked.reshape(-1, self.nhid)
+                .mm(self.Ws[i])
+                .view(i + 1, -1, 2 * self.nhid)
+            )
+            c, h = (
+                ch.sigmoid()[..., : self.nhid],
+                ch[..., self.nhid :],
+            )  # (i+1, B, H) each
+            w = weights[offset : offset + i + 1]  # (i + 1, num_ops)
             s = 0
             for k in self.ops:
                 candidate = states + c * (ACTIVATIONS[self.primitives[k]](h) - states)
@@ -231,13 +289,22 @@ class RNNModel(nn.Module):
     cell's input and hidden state. ``forward`` takes its dropout masks from ``masks``
     (``sample_masks``), so the caller decides when they are redrawn."""
 
-    def __init__(self, ntoken: int, ninp: int, cell: _HighwayCell, dropout: float = 0.75,
-                 dropouth: float = 0.25, dropoutx: float = 0.75, dropouti: float = 0.2,
-                 dropoute: float = 0.0):
+    def __init__(
+        self,
+        ntoken: int,
+        ninp: int,
+        cell: _HighwayCell,
+        dropout: float = 0.75,
+        dropouth: float = 0.25,
+        dropoutx: float = 0.75,
+        dropouti: float = 0.2,
+        dropoute: float = 0.0,
+    ):
         super().__init__()
         if ninp != cell.nhid:
-            raise ValueError(f"the tied decoder needs emsize == nhid, got {ninp} and "
-                             f"{cell.nhid}")
+            raise ValueError(
+                f"the tied decoder needs emsize == nhid, got {ninp} and {cell.nhid}"
+            )
         self.encoder = nn.Embedding(ntoken, ninp)
         self.cell = cell
         self.decoder = nn.Linear(ninp, ntoken)
@@ -245,26 +312,40 @@ class RNNModel(nn.Module):
         nn.init.uniform_(self.encoder.weight, -INIT_RANGE, INIT_RANGE)
         nn.init.zeros_(self.decoder.bias)
         self.ntoken, self.ninp, self.nhid = ntoken, ninp, cell.nhid
-        self.dropouts = {"output": dropout, "h": dropouth, "x": dropoutx, "input": dropouti,
-                         "words": dropoute}
+        self.dropouts = {
+            "output": dropout,
+            "h": dropouth,
+            "x": dropoutx,
+            "input": dropouti,
+            "words": dropoute,
+        }
 
-    def sample_masks(self, batch: int, generator: torch.Generator | None = None
-                     ) -> dict[str, torch.Tensor]:
+    def sample_masks(
+        self, batch: int, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
         """One set of dropout masks (R-DARTS ``mask2d``, ``LockedDropout``,
         ``embedded_dropout``), each scaled by 1/keep; empty when not training."""
         if not self.training:
             return {}
         device = self.encoder.weight.device
-        sizes = {"output": (batch, self.ninp), "h": (batch, self.nhid),
-                 "x": (batch, self.ninp), "input": (batch, self.ninp),
-                 "words": (self.ntoken, 1)}
+        sizes = {
+            "output": (batch, self.ninp),
+            "h": (batch, self.nhid),
+            "x": (batch, self.ninp),
+            "input": (batch, self.ninp),
+            "words": (self.ntoken, 1),
+        }
         masks = {}
         for name, shape in sizes.items():
             p = self.dropouts[name]
             if p > 0:
                 keep = 1 - p
-                masks[name] = torch.empty(shape, device=device).bernoulli_(
-                    keep, generator=generator) / keep
+                masks[name] = (
+                    torch.empty(shape, device=device).bernoulli_(
+                        keep, generator=generator
+                    )
+                    / keep
+                )
         return masks
 
     def forward(self, tokens, hidden, weights=None, masks=None):
@@ -318,11 +399,15 @@ def load_word_corpus(folder: str | Path, prefix: str = "ptb.") -> Corpus:
     paths = {s: folder / f"{prefix}{s}.txt" for s in ("train", "valid", "test")}
     missing = [str(p) for p in paths.values() if not p.is_file()]
     if missing:
-        raise FileNotFoundError(f"missing corpus file(s): {', '.join(missing)}; expected "
-                                f"{prefix}train.txt, {prefix}valid.txt, {prefix}test.txt")
+        raise FileNotFoundError(
+            f"missing corpus file(s): {', '.join(missing)}; expected "
+            f"{prefix}train.txt, {prefix}valid.txt, {prefix}test.txt"
+        )
     index: dict[str, int] = {}
-    splits = {s: _tokenize(p.read_text(encoding="utf-8").splitlines(), index)
-              for s, p in paths.items()}
+    splits = {
+        s: _tokenize(p.read_text(encoding="utf-8").splitlines(), index)
+        for s, p in paths.items()
+    }
     return Corpus(folder.name, tuple(index), **splits)
 
 
@@ -342,8 +427,11 @@ def embedded_corpus(vocabulary_size: int = 2000) -> Corpus:
     kept = {w for w, _ in counts.most_common(vocabulary_size - 2)}
     text = [" ".join(w if w in kept else "<unk>" for w in line) for line in lines]
     n = len(text)
-    parts = {"train": text[:int(0.8 * n)], "valid": text[int(0.8 * n):int(0.9 * n)],
-             "test": text[int(0.9 * n):]}
+    parts = {
+        "train": text[: int(0.8 * n)],
+        "valid": text[int(0.8 * n) : int(0.9 * n)],
+        "test": text[int(0.9 * n) :],
+    }
     index: dict[str, int] = {}
     splits = {s: _tokenize(t, index) for s, t in parts.items()}
     return Corpus("python-docs", tuple(index), **splits)
@@ -354,13 +442,15 @@ def batchify(ids: torch.Tensor, batch_size: int) -> torch.Tensor:
     n = len(ids) // batch_size
     if n < 2:
         raise ValueError(f"{len(ids)} tokens are too few for batches of {batch_size}")
-    return ids[:n * batch_size].view(batch_size, n).t().contiguous()
+    return ids[: n * batch_size].view(batch_size, n).t().contiguous()
 
 
-def get_batch(source: torch.Tensor, i: int, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+def get_batch(
+    source: torch.Tensor, i: int, seq_len: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Inputs source[i:i+L] and next-word targets source[i+1:i+1+L] (R-DARTS utils)."""
     seq_len = min(seq_len, len(source) - 1 - i)
-    return source[i:i + seq_len], source[i + 1:i + 1 + seq_len]
+    return source[i : i + seq_len], source[i + 1 : i + 1 + seq_len]
 
 
 # --------------------------------------------------------------------------- search
@@ -400,8 +490,16 @@ class RecurrentSearchConfig:
 
 RECURRENT_BUDGETS: dict[str, dict[str, Any]] = {
     "paper": {},
-    "smoke": {"emsize": 32, "nhid": 32, "epochs": 2, "batch_size": 16, "bptt": 12,
-              "steps_per_epoch": 5, "order": 1, "eval_batch_size": 16},
+    "smoke": {
+        "emsize": 32,
+        "nhid": 32,
+        "epochs": 2,
+        "batch_size": 16,
+        "bptt": 12,
+        "steps_per_epoch": 5,
+        "order": 1,
+        "eval_batch_size": 16,
+    },
 }
 
 
@@ -410,25 +508,48 @@ class RecurrentSearch(Search):
     the validation text (R-DARTS ``rnn/train_search.py`` trains α on PTB's validation
     split, ``search_data = batchify(corpus.valid, ...)``)."""
 
-    def __init__(self, config: RecurrentSearchConfig, corpus: Corpus,
-                 device: torch.device | str = "cpu", seed: int = 0):
+    def __init__(
+        self,
+        config: RecurrentSearchConfig,
+        corpus: Corpus,
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+    ):
         c = self.config = config
         self.device, self.epoch, self.epochs = torch.device(device), 0, config.epochs
         self.rng = torch.Generator(device=self.device).manual_seed(seed)
         torch.manual_seed(seed)
         cell = RecurrentSearchCell(c.emsize, c.nhid, c.steps)
-        self.model = RNNModel(len(corpus), c.emsize, cell, c.dropout, c.dropouth, c.dropoutx,
-                              c.dropouti, c.dropoute).to(self.device)
-        self.alpha = nn.Parameter(c.alpha_init_std * torch.randn(
-            num_recurrent_edges(c.steps), len(RNN_PRIMITIVES),
-            generator=torch.Generator().manual_seed(seed)).to(self.device))
+        self.model = RNNModel(
+            len(corpus),
+            c.emsize,
+            cell,
+            c.dropout,
+            c.dropouth,
+            c.dropoutx,
+            c.dropouti,
+            c.dropoute,
+        ).to(self.device)
+        self.alpha = nn.Parameter(
+            c.alpha_init_std
+            * torch.randn(
+                num_recurrent_edges(c.steps),
+                len(RNN_PRIMITIVES),
+                generator=torch.Generator().manual_seed(seed),
+            ).to(self.device)
+        )
         self.train_data = batchify(corpus.train, c.batch_size).to(self.device)
         self.search_data = batchify(corpus.valid, c.batch_size).to(self.device)
         self.eval_data = batchify(corpus.valid, c.eval_batch_size).to(self.device)
-        self.w_optimizer = torch.optim.SGD(self.model.parameters(), lr=c.lr,
-                                           weight_decay=c.weight_decay)
-        self.arch_optimizer = torch.optim.Adam([self.alpha], lr=c.arch_lr, betas=c.arch_betas,
-                                               weight_decay=c.arch_weight_decay)
+        self.w_optimizer = torch.optim.SGD(
+            self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay
+        )
+        self.arch_optimizer = torch.optim.Adam(
+            [self.alpha],
+            lr=c.arch_lr,
+            betas=c.arch_betas,
+            weight_decay=c.arch_weight_decay,
+        )
 
     def weights(self) -> torch.Tensor:
         return self.alpha.softmax(-1)  # (36, 5)
@@ -436,10 +557,15 @@ class RecurrentSearch(Search):
     def _loss(self, params, batch):
         tokens, targets, hidden, masks = batch
         args = (tokens, hidden, self.weights(), masks)
-        out = self.model(*args) if params is None else functional_call(self.model, params, args)
+        out = (
+            self.model(*args)
+            if params is None
+            else functional_call(self.model, params, args)
+        )
         log_probs, hidden_next, _ = out
-        return F.nll_loss(log_probs.reshape(-1, log_probs.shape[-1]), targets.reshape(-1)), \
-            hidden_next.detach()
+        return F.nll_loss(
+            log_probs.reshape(-1, log_probs.shape[-1]), targets.reshape(-1)
+        ), hidden_next.detach()
 
     def train_epoch(self) -> float:
         c = self.config
@@ -453,21 +579,33 @@ class RecurrentSearch(Search):
             seq_len = int(c.bptt if coin < 0.95 else c.bptt / 2)
             lr = c.lr * seq_len / c.bptt
             x, y = get_batch(self.train_data, i, seq_len)
-            xv, yv = get_batch(self.search_data, i % (len(self.search_data) - 1), c.bptt)
+            xv, yv = get_batch(
+                self.search_data, i % (len(self.search_data) - 1), c.bptt
+            )
             masks = self.model.sample_masks(c.batch_size, self.rng)
             masks_valid = self.model.sample_masks(c.batch_size, self.rng)
             self.arch_optimizer.zero_grad(set_to_none=True)
             grads, hidden_valid = hypergradient(
-                self._loss, dict(self.model.named_parameters()), [self.alpha],
-                (x, y, hidden, masks), (xv, yv, hidden_valid, masks_valid), order=c.order,
-                lr=lr, momentum=0.0, weight_decay=c.weight_decay, fd_radius=c.fd_radius,
-                clip=c.clip)
+                self._loss,
+                dict(self.model.named_parameters()),
+                [self.alpha],
+                (x, y, hidden, masks),
+                (xv, yv, hidden_valid, masks_valid),
+                order=c.order,
+                lr=lr,
+                momentum=0.0,
+                weight_decay=c.weight_decay,
+                fd_radius=c.fd_radius,
+                clip=c.clip,
+            )
             self.alpha.grad = grads[0]
             self.arch_optimizer.step()
 
             for group in self.w_optimizer.param_groups:
                 group["lr"] = lr
-            log_probs, hidden_next, raw = self.model(x, hidden, self.weights().detach(), masks)
+            log_probs, hidden_next, raw = self.model(
+                x, hidden, self.weights().detach(), masks
+            )
             nll = F.nll_loss(log_probs.reshape(-1, self.model.ntoken), y.reshape(-1))
             tar = c.tar_beta * (raw[1:] - raw[:-1]).pow(2).mean()  # R-DARTS --beta
             self.w_optimizer.zero_grad(set_to_none=True)
@@ -494,8 +632,13 @@ class RecurrentSearch(Search):
                 break
             x, y = get_batch(data, i, self.config.bptt)
             log_probs, hidden, _ = self.model(x, hidden, self.weights())
-            total += float(F.nll_loss(log_probs.reshape(-1, self.model.ntoken), y.reshape(-1),
-                                      reduction="sum"))
+            total += float(
+                F.nll_loss(
+                    log_probs.reshape(-1, self.model.ntoken),
+                    y.reshape(-1),
+                    reduction="sum",
+                )
+            )
             n += y.numel()
         self.model.train()
         return total / n
@@ -510,11 +653,19 @@ class RecurrentSearch(Search):
         seconds = time.perf_counter() - start
         ppl = math.exp(min(valid_nll, 50.0))
         record = HistoryRecord(
-            step=self.epoch, architecture=self.genotype().to_dict(), reward=-ppl,
-            cost=seconds, wall_clock=clock.elapsed(),
-            extra={"epoch": self.epoch, "alphas": self.weights().detach().cpu().tolist(),
-                   "train_ppl": math.exp(min(train_nll, 50.0)), "valid_ppl": ppl,
-                   "seconds": seconds})
+            step=self.epoch,
+            architecture=self.genotype().to_dict(),
+            reward=-ppl,
+            cost=seconds,
+            wall_clock=clock.elapsed(),
+            extra={
+                "epoch": self.epoch,
+                "alphas": self.weights().detach().cpu().tolist(),
+                "train_ppl": math.exp(min(train_nll, 50.0)),
+                "valid_ppl": ppl,
+                "seconds": seconds,
+            },
+        )
         self.epoch += 1
         return [record]
 
@@ -526,13 +677,21 @@ class RecurrentSearch(Search):
 
     def result(self, records: list[HistoryRecord]) -> dict[str, Any]:
         last = records[-1]
-        return {"architecture": last.architecture, "reward": last.reward, "step": last.step}
+        return {
+            "architecture": last.architecture,
+            "reward": last.reward,
+            "step": last.step,
+        }
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "model": self.model.state_dict(),
-                "alpha": self.alpha.detach().clone(), "rng": self.rng.get_state(),
-                "w_optimizer": self.w_optimizer.state_dict(),
-                "arch_optimizer": self.arch_optimizer.state_dict()}
+        return {
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "alpha": self.alpha.detach().clone(),
+            "rng": self.rng.get_state(),
+            "w_optimizer": self.w_optimizer.state_dict(),
+            "arch_optimizer": self.arch_optimizer.state_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch = state["epoch"]

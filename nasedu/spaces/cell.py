@@ -39,19 +39,26 @@ class CellSpace:
     def __post_init__(self) -> None:
         unknown = [p for p in self.primitives if p not in OPS]
         if unknown:
-            raise ValueError(f"unknown operation {unknown[0]!r}; valid choices: "
-                             f"{', '.join(OPS.names())}")
+            raise ValueError(
+                f"unknown operation {unknown[0]!r}; valid choices: "
+                f"{', '.join(OPS.names())}"
+            )
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.concat not in ("all", "unused"):
             raise ValueError(f"concat must be 'all' or 'unused', got {self.concat!r}")
 
-    def _sample_cell(self, rng: random.Random) -> tuple[list[tuple[str, int]], list[int]]:
+    def _sample_cell(
+        self, rng: random.Random
+    ) -> tuple[list[tuple[str, int]], list[int]]:
         edges = []
         for node in range(self.steps):
             states = node + 2
-            inputs = (rng.sample(range(states), 2) if self.distinct_inputs
-                      else [rng.randrange(states), rng.randrange(states)])
+            inputs = (
+                rng.sample(range(states), 2)
+                if self.distinct_inputs
+                else [rng.randrange(states), rng.randrange(states)]
+            )
             edges += [(rng.choice(self.primitives), i) for i in inputs]
         nodes = range(2, self.steps + 2)
         if self.concat == "all":

@@ -92,16 +92,24 @@ class LayerGraph:
         ``nn_constraint_checkers``, ``_check_image_size_consistency``)."""
         n = self.n
         if not (len(self.units) == len(self.strides) == n) or n < 3:
-            raise ValueError(f"labels, units, strides need equal lengths >= 3, got "
-                             f"{len(self.labels)}, {len(self.units)}, {len(self.strides)}")
+            raise ValueError(
+                f"labels, units, strides need equal lengths >= 3, got "
+                f"{len(self.labels)}, {len(self.units)}, {len(self.strides)}"
+            )
         bad = [lab for lab in self.labels if lab not in LABELS]
         if bad:
-            raise ValueError(f"unknown label {bad[0]!r}; valid labels: {', '.join(LABELS)}")
-        if self.labels[0] != "ip" or self.labels[-1] != "op" or \
-                self.labels.count("ip") + self.labels.count("op") != 2:
+            raise ValueError(
+                f"unknown label {bad[0]!r}; valid labels: {', '.join(LABELS)}"
+            )
+        if (
+            self.labels[0] != "ip"
+            or self.labels[-1] != "op"
+            or self.labels.count("ip") + self.labels.count("op") != 2
+        ):
             raise ValueError("layer 0 must be the only 'ip' and the last the only 'op'")
         if len(set(self.edges)) != len(self.edges) or any(
-                not (0 <= a < b < n) for a, b in self.edges):
+            not (0 <= a < b < n) for a, b in self.edges
+        ):
             raise ValueError(f"edges must be distinct (i, j) with 0 <= i < j < {n}")
         for j, lab in enumerate(self.labels):
             if j > 0 and not self.parents(j):
@@ -112,21 +120,29 @@ class LayerGraph:
             if has_units != (self.units[j] > 0):
                 raise ValueError(f"layer {j} ({lab}) has units {self.units[j]}")
             if (lab in CONVS) != (self.strides[j] in (1, 2)) or (
-                    lab not in CONVS and self.strides[j] != 0):
+                lab not in CONVS and self.strides[j] != 0
+            ):
                 raise ValueError(f"layer {j} ({lab}) has stride {self.strides[j]}")
         if any(self.labels[c] not in CONVS for c in self.children(0)):
             raise ValueError("the children of 'ip' must be conv layers (code check)")
-        if not self.parents(n - 1) or any(self.labels[p] != "softmax"
-                                          for p in self.parents(n - 1)):
+        if not self.parents(n - 1) or any(
+            self.labels[p] != "softmax" for p in self.parents(n - 1)
+        ):
             raise ValueError("the layers before 'op' must all be softmax layers")
-        if any(self.labels[c] != "op" for j in range(n) if self.labels[j] == "softmax"
-               for c in self.children(j)):
+        if any(
+            self.labels[c] != "op"
+            for j in range(n)
+            if self.labels[j] == "softmax"
+            for c in self.children(j)
+        ):
             raise ValueError("a softmax layer may only feed 'op'")
         sizes: list[int | None] = [1]
         for j in range(1, n):
             parents = [sizes[p] for p in self.parents(j)]
             if any(s != parents[0] for s in parents):
-                raise ValueError(f"layer {j} ({self.labels[j]}) mixes input sizes {parents}")
+                raise ValueError(
+                    f"layer {j} ({self.labels[j]}) mixes input sizes {parents}"
+                )
             if self.labels[j] in CONVS + POOLS and parents[0] is None:
                 raise ValueError(f"layer {j} ({self.labels[j]}) reads a flat tensor")
             lab = self.labels[j]
@@ -186,55 +202,81 @@ class LayerGraph:
             w = [1.0 if g == "all" or group(lab) == g else 0.0 for lab in self.labels]
             for j in range(1, n):
                 vals = [bkwd[p, c] + w[j] for p in self.parents(j)]
-                bkwd[j, c] = min(vals) if t == "shortest" else (
-                    max(vals) if t == "longest" else float(np.mean(vals)))
+                bkwd[j, c] = (
+                    min(vals)
+                    if t == "shortest"
+                    else (max(vals) if t == "longest" else float(np.mean(vals)))
+                )
             for i in range(n - 2, -1, -1):
                 vals = [fwd[k, c] + w[k] for k in self.children(i)]
-                fwd[i, c] = min(vals) if t == "shortest" else (
-                    max(vals) if t == "longest" else float(np.mean(vals)))
+                fwd[i, c] = (
+                    min(vals)
+                    if t == "shortest"
+                    else (max(vals) if t == "longest" else float(np.mean(vals)))
+                )
         return bkwd, fwd
 
     # ------------------------------------------------------------------ data
     def to_dict(self) -> dict[str, Any]:
-        return {"labels": list(self.labels), "units": list(self.units),
-                "strides": list(self.strides), "edges": [list(e) for e in self.edges]}
+        return {
+            "labels": list(self.labels),
+            "units": list(self.units),
+            "strides": list(self.strides),
+            "edges": [list(e) for e in self.edges],
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LayerGraph:
-        return cls(tuple(data["labels"]), tuple(data["units"]), tuple(data["strides"]),
-                   tuple(tuple(e) for e in data["edges"]))
+        return cls(
+            tuple(data["labels"]),
+            tuple(data["units"]),
+            tuple(data["strides"]),
+            tuple(tuple(e) for e in data["edges"]),
+        )
 
     def hash(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict()).encode()).hexdigest()
 
-    def build(self, in_channels: int, image_size: int, num_classes: int) -> LayerGraphNet:
+    def build(
+        self, in_channels: int, image_size: int, num_classes: int
+    ) -> LayerGraphNet:
         return LayerGraphNet(self, in_channels, image_size, num_classes)
 
 
 def make_graph(labels, units, strides, edges) -> LayerGraph:
     """A ``LayerGraph`` with its edges sorted (a canonical order for hashing)."""
-    return LayerGraph(tuple(labels), tuple(units), tuple(strides),
-                      tuple(sorted({(int(a), int(b)) for a, b in edges})))
+    return LayerGraph(
+        tuple(labels),
+        tuple(units),
+        tuple(strides),
+        tuple(sorted({(int(a), int(b)) for a, b in edges})),
+    )
 
 
-def chain(labels: list[str], units: list[int], strides: list[int] | None = None
-          ) -> LayerGraph:
+def chain(
+    labels: list[str], units: list[int], strides: list[int] | None = None
+) -> LayerGraph:
     """A feed-forward chain ip → layers → op (a blocked CNN of the initial pool)."""
     labels = ["ip", *labels, "op"]
     units = [0, *units, 0]
     strides = [0, *(strides or [1 if lab in CONVS else 0 for lab in labels[1:-1]]), 0]
-    return make_graph(labels, units, strides, [(i, i + 1) for i in range(len(labels) - 1)])
+    return make_graph(
+        labels, units, strides, [(i, i + 1) for i in range(len(labels) - 1)]
+    )
 
 
 class LayerGraphNet(nn.Module):
     """The PyTorch module of a ``LayerGraph`` (builder choices in the module docstring)."""
 
-    def __init__(self, graph: LayerGraph, in_channels: int, image_size: int,
-                 num_classes: int):
+    def __init__(
+        self, graph: LayerGraph, in_channels: int, image_size: int, num_classes: int
+    ):
         super().__init__()
         if not graph.fits(image_size):
-            raise ValueError(f"the graph downsamples a {image_size}×{image_size} input "
-                             "below one pixel")
+            raise ValueError(
+                f"the graph downsamples a {image_size}×{image_size} input "
+                "below one pixel"
+            )
         self.graph = graph
         c_out, size = [in_channels], [image_size]
         self.layers = nn.ModuleList([nn.Identity()])
@@ -244,8 +286,12 @@ class LayerGraphNet(nn.Module):
             if lab in CONVS:
                 k = int(lab[-1])
                 module = nn.Sequential(
-                    nn.Conv2d(cin, graph.units[j], k, graph.strides[j], k // 2, bias=False),
-                    nn.BatchNorm2d(graph.units[j]), nn.ReLU())
+                    nn.Conv2d(
+                        cin, graph.units[j], k, graph.strides[j], k // 2, bias=False
+                    ),
+                    nn.BatchNorm2d(graph.units[j]),
+                    nn.ReLU(),
+                )
                 c, s = graph.units[j], -(-s // graph.strides[j])
             elif lab in POOLS:
                 pool = nn.MaxPool2d if lab == "max-pool" else nn.AvgPool2d
@@ -255,8 +301,11 @@ class LayerGraphNet(nn.Module):
                 width = graph.units[j] if lab == "fc" else num_classes
                 flat_in = sum(c_out[p] * max(size[p], 1) ** 2 for p in parents)
                 layers = [nn.Flatten(), nn.Linear(flat_in, width)]
-                module = nn.Sequential(*layers, nn.ReLU()) if lab == "fc" else \
-                    nn.Sequential(*layers)
+                module = (
+                    nn.Sequential(*layers, nn.ReLU())
+                    if lab == "fc"
+                    else nn.Sequential(*layers)
+                )
                 c, s = width, 0
             else:
                 module, c, s = nn.Identity(), num_classes, 0
@@ -279,10 +328,13 @@ class LayerGraphNet(nn.Module):
 
 
 # ====================================================================== OTMANN
-def label_mismatch(labels_a, labels_b, non_assignment_penalty: float = 1.0) -> np.ndarray:
+def label_mismatch(
+    labels_a, labels_b, non_assignment_penalty: float = 1.0
+) -> np.ndarray:
     """The label-mismatch matrix M (code ``get_cnn_layer_label_mismatch_penalties``):
     0 for equal labels, (√2/10)·√|k_a − k_b| between conv sizes, 0.5 between pools,
     ∞ otherwise; all times the non-assignment penalty."""
+
     def cost(a: str, b: str) -> float:
         if a == b:
             return 0.0
@@ -291,8 +343,10 @@ def label_mismatch(labels_a, labels_b, non_assignment_penalty: float = 1.0) -> n
         if a in POOLS and b in POOLS:
             return 0.5
         return np.inf
-    return non_assignment_penalty * np.array([[cost(a, b) for b in labels_b]
-                                              for a in labels_a])
+
+    return non_assignment_penalty * np.array(
+        [[cost(a, b) for b in labels_b] for a in labels_a]
+    )
 
 
 @lru_cache(maxsize=4096)
@@ -309,15 +363,20 @@ def structural_penalty(a: LayerGraph, b: LayerGraph) -> np.ndarray:
     return (bk + fw) / 2
 
 
-def ot_problem(a: LayerGraph, b: LayerGraph, mislabel_coeff: float = 1.0,
-               struct_coeff: float = 0.1, non_assignment_penalty: float = 1.0
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def ot_problem(
+    a: LayerGraph,
+    b: LayerGraph,
+    mislabel_coeff: float = 1.0,
+    struct_coeff: float = 0.1,
+    non_assignment_penalty: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Supplies, demands and the augmented cost matrix of the OTMANN program: C =
     [[ν_mis·M + ν_str·S, ν_nas], [ν_nas, 0]], the dummy row/column absorbing unassigned
     mass (supplies: masses of a, then Σ masses of b; demands: the reverse)."""
     ma, mb = _summary(a)[0], _summary(b)[0]
-    cost = mislabel_coeff * label_mismatch(a.labels, b.labels, non_assignment_penalty) + \
-        struct_coeff * structural_penalty(a, b)
+    cost = mislabel_coeff * label_mismatch(
+        a.labels, b.labels, non_assignment_penalty
+    ) + struct_coeff * structural_penalty(a, b)
     cost = np.vstack([cost, np.full((1, b.n), non_assignment_penalty)])
     cost = np.hstack([cost, np.full((a.n + 1, 1), non_assignment_penalty)])
     cost[-1, -1] = 0.0
@@ -325,15 +384,20 @@ def ot_problem(a: LayerGraph, b: LayerGraph, mislabel_coeff: float = 1.0,
     return np.append(ma, mb.sum()), np.append(mb, ma.sum()), cost
 
 
-def otmann(a: LayerGraph, b: LayerGraph, mislabel_coeff: float = 1.0,
-           struct_coeff: float = 0.1, non_assignment_penalty: float = 1.0
-           ) -> tuple[float, float, np.ndarray]:
+def otmann(
+    a: LayerGraph,
+    b: LayerGraph,
+    mislabel_coeff: float = 1.0,
+    struct_coeff: float = 0.1,
+    non_assignment_penalty: float = 1.0,
+) -> tuple[float, float, np.ndarray]:
     """OTMANN distance: (d, d̄, plan). d is the optimal transport cost (``ot.emd``),
     d̄ = d / (Σ mass_a + Σ mass_b) the normalised distance (in [0, ν_nas])."""
     import ot
 
-    supply, demand, cost = ot_problem(a, b, mislabel_coeff, struct_coeff,
-                                      non_assignment_penalty)
+    supply, demand, cost = ot_problem(
+        a, b, mislabel_coeff, struct_coeff, non_assignment_penalty
+    )
     plan = ot.emd(supply, demand, cost)
     d = float((plan * cost).sum())
     return d, d / float(supply.sum()), plan
@@ -352,7 +416,9 @@ def otmann_features(a: LayerGraph, b: LayerGraph) -> tuple[np.ndarray, np.ndarra
     mis, struct = label_mismatch(a.labels, b.labels), structural_penalty(a, b)
     d = []
     for m, s in zip(MISLABEL_COEFFS, STRUCT_COEFFS, strict=True):
-        cost = np.full((a.n + 1, b.n + 1), 1.0)  # ν_nas = 1 (code non_assignment_penalty)
+        cost = np.full(
+            (a.n + 1, b.n + 1), 1.0
+        )  # ν_nas = 1 (code non_assignment_penalty)
         cost[:-1, :-1] = m * mis + s * struct
         cost[-1, -1] = 0.0
         cost[~np.isfinite(cost)] = INF_COST
@@ -363,8 +429,14 @@ def otmann_features(a: LayerGraph, b: LayerGraph) -> tuple[np.ndarray, np.ndarra
 
 # ====================================================================== modifiers
 MODIFIERS = {  # code nn_modifiers.py probability masses (normalised when sampling)
-    "inc_single": 0.1, "dec_single": 0.1, "inc_en_masse": 0.1, "dec_en_masse": 0.1,
-    "swap_label": 0.2, "wedge_layer": 0.1, "remove_layer": 0.1, "branch": 0.2,
+    "inc_single": 0.1,
+    "dec_single": 0.1,
+    "inc_en_masse": 0.1,
+    "dec_en_masse": 0.1,
+    "swap_label": 0.2,
+    "wedge_layer": 0.1,
+    "remove_layer": 0.1,
+    "branch": 0.2,
     "skip": 0.2,
 }
 CHANGE_FRAC = 0.125  # code: units change by 1/8
@@ -381,15 +453,28 @@ def _scaled(u: int, up: bool, lo: int, hi: int) -> int:
 
 def _renumber(labels, units, strides, edges, order) -> LayerGraph:
     pos = {old: new for new, old in enumerate(order)}
-    return make_graph([labels[i] for i in order], [units[i] for i in order],
-                      [strides[i] for i in order], [(pos[a], pos[b]) for a, b in edges])
+    return make_graph(
+        [labels[i] for i in order],
+        [units[i] for i in order],
+        [strides[i] for i in order],
+        [(pos[a], pos[b]) for a, b in edges],
+    )
 
 
-def modify(g: LayerGraph, name: str, rng: random.Random, min_units: int = 8,
-           max_units: int = 1024) -> LayerGraph:
+def modify(
+    g: LayerGraph,
+    name: str,
+    rng: random.Random,
+    min_units: int = 8,
+    max_units: int = 1024,
+) -> LayerGraph:
     """One modifier of §4 (raises ``ValueError`` when it cannot apply to ``g``)."""
-    labels, units, strides, edges = list(g.labels), list(g.units), list(g.strides), list(
-        g.edges)
+    labels, units, strides, edges = (
+        list(g.labels),
+        list(g.units),
+        list(g.strides),
+        list(g.edges),
+    )
     proc = _processing(g)
     if name in ("inc_single", "dec_single", "inc_en_masse", "dec_en_masse"):
         if not proc:
@@ -400,7 +485,7 @@ def modify(g: LayerGraph, name: str, rng: random.Random, min_units: int = 8,
         else:  # a contiguous run of the topological order (a block of layers)
             k = rng.randint(1, len(proc))
             start = rng.randint(0, len(proc) - k)
-            chosen = proc[start:start + k]
+            chosen = proc[start : start + k]
         for j in chosen:
             units[j] = _scaled(units[j], up, min_units, max_units)
         if units == list(g.units):
@@ -443,7 +528,9 @@ def modify(g: LayerGraph, name: str, rng: random.Random, min_units: int = 8,
         while True:
             nxt = rng.choice(g.children(path[-1]))
             path.append(nxt)
-            if labels[nxt] in ("softmax", "op") or (len(path) > 2 and rng.random() < 0.5):
+            if labels[nxt] in ("softmax", "op") or (
+                len(path) > 2 and rng.random() < 0.5
+            ):
                 break
         if labels[path[-1]] == "op" or len(path) < 3:
             raise ValueError("no path with an inner layer")
@@ -455,14 +542,23 @@ def modify(g: LayerGraph, name: str, rng: random.Random, min_units: int = 8,
             strides.append(strides[x])
         chain_ = [a] + [copies[x] for x in inner] + [path[-1]]
         edges += list(zip(chain_[:-1], chain_[1:], strict=True))
-        order = list(range(inner[-1] + 1)) + [copies[x] for x in inner] + list(
-            range(inner[-1] + 1, g.n))
+        order = (
+            list(range(inner[-1] + 1))
+            + [copies[x] for x in inner]
+            + list(range(inner[-1] + 1, g.n))
+        )
         return _renumber(labels, units, strides, edges, order)
     if name == "skip":
         sizes = g.sizes()
-        pairs = [(a, b) for a in range(g.n) for b in range(a + 2, g.n)
-                 if (a, b) not in g.edges and labels[b] not in ("softmax", "op")
-                 and labels[a] not in ("softmax",) and sizes[a] == sizes[g.parents(b)[0]]]
+        pairs = [
+            (a, b)
+            for a in range(g.n)
+            for b in range(a + 2, g.n)
+            if (a, b) not in g.edges
+            and labels[b] not in ("softmax", "op")
+            and labels[a] not in ("softmax",)
+            and sizes[a] == sizes[g.parents(b)[0]]
+        ]
         if not pairs:
             raise ValueError("no valid skip connection")
         edges.append(rng.choice(pairs))
@@ -470,9 +566,16 @@ def modify(g: LayerGraph, name: str, rng: random.Random, min_units: int = 8,
     raise ValueError(f"unknown modifier {name!r}; valid: {', '.join(MODIFIERS)}")
 
 
-def mutate(g: LayerGraph, rng: random.Random, steps: int = 1, image_size: int | None = None,
-           min_units: int = 8, max_units: int = 1024, max_layers: int = 60,
-           tries: int = 30) -> LayerGraph:
+def mutate(
+    g: LayerGraph,
+    rng: random.Random,
+    steps: int = 1,
+    image_size: int | None = None,
+    min_units: int = 8,
+    max_units: int = 1024,
+    max_layers: int = 60,
+    tries: int = 30,
+) -> LayerGraph:
     """``steps`` random modifiers (drawn by the code's probability masses); each
     intermediate graph is valid (modifiers that would break validity are redrawn)."""
     names, weights = list(MODIFIERS), list(MODIFIERS.values())
@@ -483,8 +586,11 @@ def mutate(g: LayerGraph, rng: random.Random, steps: int = 1, image_size: int | 
                 child = modify(g, name, rng, min_units, max_units)
             except ValueError:
                 continue
-            if child.n <= max_layers and (image_size is None or child.fits(image_size)) \
-                    and child != g:
+            if (
+                child.n <= max_layers
+                and (image_size is None or child.fits(image_size))
+                and child != g
+            ):
                 g = child
                 break
     return g
@@ -494,22 +600,33 @@ def initial_pool(n_conv_blocks: int = 2, units: int = 16) -> list[LayerGraph]:
     """A small initial pool in the spirit of the code's CNN pool (VGG-like and blocked
     CNNs, a ResNet-like skip, a multi-branch net), scaled by ``units``."""
     u = units
-    vgg = chain([*["conv3", "max-pool"] * n_conv_blocks, "fc", "softmax"],
-                [*[u, 0] * n_conv_blocks, 2 * u, 0])
-    blocked = chain([*["conv3", "conv3", "avg-pool"] * n_conv_blocks, "fc", "softmax"],
-                    [*[u, u, 0] * n_conv_blocks, 2 * u, 0])
-    wide5 = chain(["conv5", "max-pool", "conv3", "fc", "fc", "softmax"],
-                  [u, 0, 2 * u, 2 * u, u, 0])
-    resnet = make_graph(["ip", "conv3", "conv3", "conv3", "max-pool", "fc", "softmax", "op"],
-                        [0, u, u, u, 0, 2 * u, 0, 0], [0, 1, 1, 1, 0, 0, 0, 0],
-                        [(0, 1), (1, 2), (2, 3), (1, 4), (3, 4), (4, 5), (5, 6), (6, 7)])
-    branches = make_graph(["ip", "conv3", "conv5", "max-pool", "fc", "softmax", "op"],
-                          [0, u, u, 0, u, 0, 0], [0, 1, 1, 0, 0, 0, 0],
-                          [(0, 1), (0, 2), (1, 3), (2, 3), (3, 4), (4, 5), (5, 6)])
+    vgg = chain(
+        [*["conv3", "max-pool"] * n_conv_blocks, "fc", "softmax"],
+        [*[u, 0] * n_conv_blocks, 2 * u, 0],
+    )
+    blocked = chain(
+        [*["conv3", "conv3", "avg-pool"] * n_conv_blocks, "fc", "softmax"],
+        [*[u, u, 0] * n_conv_blocks, 2 * u, 0],
+    )
+    wide5 = chain(
+        ["conv5", "max-pool", "conv3", "fc", "fc", "softmax"],
+        [u, 0, 2 * u, 2 * u, u, 0],
+    )
+    resnet = make_graph(
+        ["ip", "conv3", "conv3", "conv3", "max-pool", "fc", "softmax", "op"],
+        [0, u, u, u, 0, 2 * u, 0, 0],
+        [0, 1, 1, 1, 0, 0, 0, 0],
+        [(0, 1), (1, 2), (2, 3), (1, 4), (3, 4), (4, 5), (5, 6), (6, 7)],
+    )
+    branches = make_graph(
+        ["ip", "conv3", "conv5", "max-pool", "fc", "softmax", "op"],
+        [0, u, u, 0, u, 0, 0],
+        [0, 1, 1, 0, 0, 0, 0],
+        [(0, 1), (0, 2), (1, 3), (2, 3), (3, 4), (4, 5), (5, 6)],
+    )
     return [vgg, blocked, wide5, resnet, branches]
 
 
 def random_graph(rng: random.Random, image_size: int = 8, steps: int = 6) -> LayerGraph:
     """A valid random graph: an initial-pool network after ``steps`` random modifiers."""
     return mutate(rng.choice(initial_pool()), rng, steps, image_size=image_size)
-

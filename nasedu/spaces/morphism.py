@@ -84,7 +84,9 @@ class NetworkGraph:
         for layer in self.layers:
             if layer.id == layer_id:
                 return layer
-        raise ValueError(f"no layer {layer_id}; valid ids: {[x.id for x in self.layers]}")
+        raise ValueError(
+            f"no layer {layer_id}; valid ids: {[x.id for x in self.layers]}"
+        )
 
     def consumers(self, node: int) -> list[Layer]:
         return [x for x in self.layers if node in x.inputs]
@@ -144,17 +146,23 @@ class NetworkGraph:
         seen = {INPUT}
         for x in self.layers:
             if x.kind not in KINDS:
-                raise ValueError(f"layer {x.id}: unknown kind {x.kind!r}; valid: {KINDS}")
+                raise ValueError(
+                    f"layer {x.id}: unknown kind {x.kind!r}; valid: {KINDS}"
+                )
             if x.id in seen or x.id <= 0:
                 raise ValueError(f"layer id {x.id} is repeated or not positive")
             missing = [i for i in x.inputs if i not in seen]
             if missing or not x.inputs:
-                raise ValueError(f"layer {x.id} reads {missing or 'nothing'}: inputs must "
-                                 "be earlier layers (topological order)")
+                raise ValueError(
+                    f"layer {x.id} reads {missing or 'nothing'}: inputs must "
+                    "be earlier layers (topological order)"
+                )
             if (len(x.inputs) == 2) != (x.kind in ("add", "concat")):
                 raise ValueError(f"layer {x.id} ({x.kind}) has {len(x.inputs)} inputs")
             if x.kind in WEIGHTED and x.width < 1:
-                raise ValueError(f"layer {x.id} ({x.kind}) needs width >= 1, got {x.width}")
+                raise ValueError(
+                    f"layer {x.id} ({x.kind}) needs width >= 1, got {x.width}"
+                )
             seen.add(x.id)
         shapes = {INPUT: (self.in_channels, self.image_size)}
         for x in self.layers:
@@ -163,13 +171,19 @@ class NetworkGraph:
             if x.kind in ("conv", "pool", "gap") and flat:
                 raise ValueError(f"layer {x.id} ({x.kind}) reads a flat tensor")
             if x.kind == "dense" and not flat:
-                raise ValueError(f"layer {x.id} (dense) reads a spatial tensor; add a gap")
+                raise ValueError(
+                    f"layer {x.id} (dense) reads a spatial tensor; add a gap"
+                )
             if x.kind == "pool" and ins[0][1] < 2:
                 raise ValueError(f"layer {x.id} pools a {ins[0][1]}×{ins[0][1]} map")
             if x.kind == "add" and ins[0] != ins[1]:
-                raise ValueError(f"layer {x.id} adds tensors of shapes {ins[0]} and {ins[1]}")
+                raise ValueError(
+                    f"layer {x.id} adds tensors of shapes {ins[0]} and {ins[1]}"
+                )
             if x.kind == "concat" and ins[0][1] != ins[1][1]:
-                raise ValueError(f"layer {x.id} concatenates sizes {ins[0][1]}, {ins[1][1]}")
+                raise ValueError(
+                    f"layer {x.id} concatenates sizes {ins[0][1]}, {ins[1][1]}"
+                )
             c, s = ins[0]
             if x.kind in WEIGHTED:
                 c = x.width
@@ -182,22 +196,31 @@ class NetworkGraph:
             shapes[x.id] = (c, s)
         last = self.layers[-1]
         if last.kind != "dense" or last.width != self.num_classes:
-            raise ValueError(f"the last layer must be a dense layer with {self.num_classes} "
-                             f"units (the classifier), got {last.kind} {last.width}")
+            raise ValueError(
+                f"the last layer must be a dense layer with {self.num_classes} "
+                f"units (the classifier), got {last.kind} {last.width}"
+            )
 
     # ------------------------------------------------------------------ data
     def to_dict(self) -> dict[str, Any]:
-        return {"in_channels": self.in_channels, "image_size": self.image_size,
-                "num_classes": self.num_classes,
-                "layers": [dataclasses.asdict(x) for x in self.layers]}
+        return {
+            "in_channels": self.in_channels,
+            "image_size": self.image_size,
+            "num_classes": self.num_classes,
+            "layers": [dataclasses.asdict(x) for x in self.layers],
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NetworkGraph:
-        layers = tuple(Layer(**{**x, "inputs": tuple(x["inputs"])}) for x in data["layers"])
+        layers = tuple(
+            Layer(**{**x, "inputs": tuple(x["inputs"])}) for x in data["layers"]
+        )
         return cls(layers, data["in_channels"], data["image_size"], data["num_classes"])
 
     def hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+        return hashlib.sha256(
+            json.dumps(self.to_dict(), sort_keys=True).encode()
+        ).hexdigest()
 
     def build(self) -> GraphNet:
         return GraphNet(self)
@@ -218,8 +241,11 @@ class GraphNet(nn.Module):
             elif x.kind == "dense":
                 module = nn.Linear(c_in, x.width)
             elif x.kind == "bn":
-                module = nn.BatchNorm2d(c_in, eps=BN_EPS) if size else nn.BatchNorm1d(c_in,
-                                                                                    eps=BN_EPS)
+                module = (
+                    nn.BatchNorm2d(c_in, eps=BN_EPS)
+                    if size
+                    else nn.BatchNorm1d(c_in, eps=BN_EPS)
+                )
             elif x.kind == "relu":
                 module = nn.ReLU()
             elif x.kind == "pool":
@@ -245,9 +271,15 @@ class GraphNet(nn.Module):
         return values[self.graph.output_id]
 
 
-def default_graph(in_channels: int, image_size: int, num_classes: int, n_conv: int = 3,
-                  filters: int = 64, dense_units: int = 64, dropout: float = 0.25
-                  ) -> NetworkGraph:
+def default_graph(
+    in_channels: int,
+    image_size: int,
+    num_classes: int,
+    n_conv: int = 3,
+    filters: int = 64,
+    dense_units: int = 64,
+    dropout: float = 0.25,
+) -> NetworkGraph:
     """App. A: ``n_conv`` blocks (ReLU, BN, conv 3×3 stride 1, pooling), global average
     pooling, dropout, dense ``dense_units``, ReLU, dense classifier (softmax in the loss).
     """
@@ -256,9 +288,13 @@ def default_graph(in_channels: int, image_size: int, num_classes: int, n_conv: i
         for kind, width in (("relu", 0), ("bn", 0), ("conv", filters), ("pool", 0)):
             layers.append(Layer(i, kind, (last,), width))
             last, i = i, i + 1
-    for kind, width, rate in (("gap", 0, 0.0), ("dropout", 0, dropout),
-                              ("dense", dense_units, 0.0), ("relu", 0, 0.0),
-                              ("dense", num_classes, 0.0)):
+    for kind, width, rate in (
+        ("gap", 0, 0.0),
+        ("dropout", 0, dropout),
+        ("dense", dense_units, 0.0),
+        ("relu", 0, 0.0),
+        ("dense", num_classes, 0.0),
+    ):
         layers.append(Layer(i, kind, (last,), width, rate=rate))
         last, i = i, i + 1
     return NetworkGraph(tuple(layers), in_channels, image_size, num_classes)
@@ -268,31 +304,47 @@ def default_graph(in_channels: int, image_size: int, num_classes: int, n_conv: i
 Weights = dict[str, torch.Tensor]
 
 
-def _insert_after(graph: NetworkGraph, anchor: int, new: list[Layer], rewire_from: int,
-                  rewire_to: int, keep: set[int]) -> NetworkGraph:
+def _insert_after(
+    graph: NetworkGraph,
+    anchor: int,
+    new: list[Layer],
+    rewire_from: int,
+    rewire_to: int,
+    keep: set[int],
+) -> NetworkGraph:
     """Insert ``new`` right after layer ``anchor`` and make the consumers of
     ``rewire_from`` (except the layers in ``keep``) read ``rewire_to`` instead."""
     layers = []
     for x in graph.layers:
         if rewire_from in x.inputs and x.id not in keep:
-            x = dataclasses.replace(x, inputs=tuple(rewire_to if i == rewire_from else i
-                                                    for i in x.inputs))
+            x = dataclasses.replace(
+                x, inputs=tuple(rewire_to if i == rewire_from else i for i in x.inputs)
+            )
         layers.append(x)
         if x.id == anchor:
             layers.extend(new)
-    return NetworkGraph(tuple(layers), graph.in_channels, graph.image_size, graph.num_classes)
+    return NetworkGraph(
+        tuple(layers), graph.in_channels, graph.image_size, graph.num_classes
+    )
 
 
 def _check_anchor(graph: NetworkGraph, layer_id: int, what: str) -> Layer:
     layer = graph.layer(layer_id)
     if layer.id == graph.output_id or layer.skip:
-        raise ValueError(f"{what}: layer {layer_id} is the classifier or part of a skip "
-                         "connection; choose a main-path layer")
+        raise ValueError(
+            f"{what}: layer {layer_id} is the classifier or part of a skip "
+            "connection; choose a main-path layer"
+        )
     return layer
 
 
-def deeper(graph: NetworkGraph, weights: Weights | None, after: int, kind: str,
-           rate: float = 0.25) -> tuple[NetworkGraph, Weights | None]:
+def deeper(
+    graph: NetworkGraph,
+    weights: Weights | None,
+    after: int,
+    kind: str,
+    rate: float = 0.25,
+) -> tuple[NetworkGraph, Weights | None]:
     """§3.3 deep(G, u): insert an identity-initialised ``kind`` layer after ``after``.
 
     conv: 3×3 kernel with a one at the centre of each channel's own filter; dense: the
@@ -302,17 +354,23 @@ def deeper(graph: NetworkGraph, weights: Weights | None, after: int, kind: str,
     """
     anchor = _check_anchor(graph, after, "deeper")
     if anchor.kind in ("add", "concat"):
-        raise ValueError("deeper: App. B forbids inserting right after a skip connection")
+        raise ValueError(
+            "deeper: App. B forbids inserting right after a skip connection"
+        )
     channels, size = graph.shapes()[after]
     allowed = {"bn", "dropout"} | ({"conv"} if size else {"dense"})
     if graph.nonnegative()[after]:
         allowed.add("relu")
     if kind not in allowed:
-        raise ValueError(f"deeper: cannot insert {kind!r} after layer {after}; valid "
-                         f"choices there: {sorted(allowed)}")
+        raise ValueError(
+            f"deeper: cannot insert {kind!r} after layer {after}; valid "
+            f"choices there: {sorted(allowed)}"
+        )
     new_id = graph.next_id()
     width = channels if kind in WEIGHTED else 0
-    layer = Layer(new_id, kind, (after,), width, rate=rate if kind == "dropout" else 0.0)
+    layer = Layer(
+        new_id, kind, (after,), width, rate=rate if kind == "dropout" else 0.0
+    )
     child = _insert_after(graph, after, [layer], after, new_id, keep={new_id})
     if weights is None:
         return child, None
@@ -323,17 +381,26 @@ def deeper(graph: NetworkGraph, weights: Weights | None, after: int, kind: str,
         w[torch.arange(channels), torch.arange(channels), 1, 1] = 1.0
         new[f"{key}.weight"], new[f"{key}.bias"] = w, torch.zeros(channels)
     elif kind == "dense":
-        new[f"{key}.weight"], new[f"{key}.bias"] = torch.eye(channels), torch.zeros(channels)
+        new[f"{key}.weight"], new[f"{key}.bias"] = (
+            torch.eye(channels),
+            torch.zeros(channels),
+        )
     elif kind == "bn":
-        new.update({f"{key}.weight": torch.ones(channels), f"{key}.bias": torch.zeros(channels),
-                    f"{key}.running_mean": torch.zeros(channels),
-                    f"{key}.running_var": torch.full((channels,), 1.0 - BN_EPS),
-                    f"{key}.num_batches_tracked": torch.tensor(0)})
+        new.update(
+            {
+                f"{key}.weight": torch.ones(channels),
+                f"{key}.bias": torch.zeros(channels),
+                f"{key}.running_mean": torch.zeros(channels),
+                f"{key}.running_var": torch.full((channels,), 1.0 - BN_EPS),
+                f"{key}.num_batches_tracked": torch.tensor(0),
+            }
+        )
     return child, new
 
 
-def _expand(t: torch.Tensor, dim: int, positions: list[int], fill: torch.Tensor | float
-            ) -> torch.Tensor:
+def _expand(
+    t: torch.Tensor, dim: int, positions: list[int], fill: torch.Tensor | float
+) -> torch.Tensor:
     """``t`` with new entries at ``positions`` (indices in the result) along ``dim``."""
     new_size = t.shape[dim] + len(positions)
     is_new = torch.zeros(new_size, dtype=torch.bool)
@@ -371,15 +438,22 @@ def effective_area(graph: NetworkGraph, start: int) -> set[int]:
     return gamma
 
 
-def wider(graph: NetworkGraph, weights: Weights | None, layer_id: int, n_add: int,
-          rng: random.Random | None = None, noise: float = 1e-2
-          ) -> tuple[NetworkGraph, Weights | None]:
+def wider(
+    graph: NetworkGraph,
+    weights: Weights | None,
+    layer_id: int,
+    n_add: int,
+    rng: random.Random | None = None,
+    noise: float = 1e-2,
+) -> tuple[NetworkGraph, Weights | None]:
     """§3.3 wide(G, u): the layers L_p that write into the effective area γ output
     ``n_add`` more units (copies of random existing units, plus noise: Net2Net); the
     layers L_n that read from γ get zero weights for them, so the function is kept."""
     layer = _check_anchor(graph, layer_id, "wider")
     if layer.kind not in WEIGHTED:
-        raise ValueError(f"wider: layer {layer_id} is {layer.kind!r}; valid: conv, dense")
+        raise ValueError(
+            f"wider: layer {layer_id} is {layer.kind!r}; valid: conv, dense"
+        )
     if n_add < 1:
         raise ValueError(f"wider: n_add must be >= 1, got {n_add}")
     gamma = effective_area(graph, layer_id)
@@ -395,18 +469,29 @@ def wider(graph: NetworkGraph, weights: Weights | None, layer_id: int, n_add: in
         elif x.kind == "add":
             a, b = (positions.get(i, []) for i in x.inputs)
             if a != b:
-                raise ValueError(f"wider: the inputs of add layer {x.id} would not match")
-            positions[x.id], width[x.id] = a, width.get(x.inputs[0], shapes[x.inputs[0]][0])
+                raise ValueError(
+                    f"wider: the inputs of add layer {x.id} would not match"
+                )
+            positions[x.id], width[x.id] = (
+                a,
+                width.get(x.inputs[0], shapes[x.inputs[0]][0]),
+            )
         elif x.kind == "concat":
             a, b = x.inputs
             wa = width.get(a, shapes[a][0])
-            positions[x.id] = positions.get(a, []) + [wa + p for p in positions.get(b, [])]
+            positions[x.id] = positions.get(a, []) + [
+                wa + p for p in positions.get(b, [])
+            ]
             width[x.id] = wa + width.get(b, shapes[b][0])
         else:
             positions[x.id] = positions.get(x.inputs[0], [])
             width[x.id] = width.get(x.inputs[0], shapes[x.inputs[0]][0])
-    layers = tuple(dataclasses.replace(x, width=width[x.id])
-                   if x.kind in WEIGHTED and x.id in gamma else x for x in graph.layers)
+    layers = tuple(
+        dataclasses.replace(x, width=width[x.id])
+        if x.kind in WEIGHTED and x.id in gamma
+        else x
+        for x in graph.layers
+    )
     child = NetworkGraph(layers, graph.in_channels, graph.image_size, graph.num_classes)
     if weights is None:
         return child, None
@@ -415,9 +500,12 @@ def wider(graph: NetworkGraph, weights: Weights | None, layer_id: int, n_add: in
     new = dict(weights)
     for x in graph.layers:
         key = f"layers.{x.id}"
-        if x.kind in WEIGHTED and x.inputs[0] in gamma and positions[x.inputs[0]]:  # L_n
-            new[f"{key}.weight"] = _expand(new[f"{key}.weight"], 1, positions[x.inputs[0]],
-                                           0.0)
+        if (
+            x.kind in WEIGHTED and x.inputs[0] in gamma and positions[x.inputs[0]]
+        ):  # L_n
+            new[f"{key}.weight"] = _expand(
+                new[f"{key}.weight"], 1, positions[x.inputs[0]], 0.0
+            )
         if x.id not in gamma:
             continue
         if x.kind in WEIGHTED:  # L_p: copies of random units + noise
@@ -429,14 +517,19 @@ def wider(graph: NetworkGraph, weights: Weights | None, layer_id: int, n_add: in
             new[f"{key}.bias"] = torch.cat([b, b[pick]])
         elif x.kind == "bn" and positions[x.id]:
             pos = positions[x.id]
-            for name, fill in (("weight", 1.0), ("bias", 0.0), ("running_mean", 0.0),
-                               ("running_var", 1.0)):
+            for name, fill in (
+                ("weight", 1.0),
+                ("bias", 0.0),
+                ("running_mean", 0.0),
+                ("running_var", 1.0),
+            ):
                 new[f"{key}.{name}"] = _expand(new[f"{key}.{name}"], 0, pos, fill)
     return child, new
 
 
-def _skip_branch(graph: NetworkGraph, u: int, v: int, what: str
-                 ) -> tuple[list[Layer], int, int]:
+def _skip_branch(
+    graph: NetworkGraph, u: int, v: int, what: str
+) -> tuple[list[Layer], int, int]:
     """The L_o pooling layers from ``u`` down to ``v``'s size; returns them, the id of
     the branch's end and the next free id."""
     for node in (u, v):
@@ -447,7 +540,9 @@ def _skip_branch(graph: NetworkGraph, u: int, v: int, what: str
         raise ValueError(f"{what}: layer {u} is not before layer {v} on a path")
     (_, su), (_, sv) = graph.shapes()[u], graph.shapes()[v]
     if (su == 0) != (sv == 0) or (su and (su % sv or (su // sv) & (su // sv - 1))):
-        raise ValueError(f"{what}: cannot bring a size-{su} tensor to size {sv} by pooling")
+        raise ValueError(
+            f"{what}: cannot bring a size-{su} tensor to size {sv} by pooling"
+        )
     pools, last, nid = [], u, graph.next_id()
     ratio = su // sv if sv else 1
     while ratio > 1:
@@ -456,8 +551,9 @@ def _skip_branch(graph: NetworkGraph, u: int, v: int, what: str
     return pools, last, nid
 
 
-def add_skip(graph: NetworkGraph, weights: Weights | None, u: int, v: int
-             ) -> tuple[NetworkGraph, Weights | None]:
+def add_skip(
+    graph: NetworkGraph, weights: Weights | None, u: int, v: int
+) -> tuple[NetworkGraph, Weights | None]:
     """§3.3 add(G, u, v): v ← v + L_c(L_o(u)); L_c (1×1 conv or dense to v's width) is
     zero-initialised, so the sum equals v."""
     pools, last, nid = _skip_branch(graph, u, v, "add_skip")
@@ -471,13 +567,16 @@ def add_skip(graph: NetworkGraph, weights: Weights | None, u: int, v: int
         return child, None
     new = dict(weights)
     shape = (cv, cu, 1, 1) if su else (cv, cu)
-    new[f"layers.{lc.id}.weight"], new[f"layers.{lc.id}.bias"] = (torch.zeros(shape),
-                                                                  torch.zeros(cv))
+    new[f"layers.{lc.id}.weight"], new[f"layers.{lc.id}.bias"] = (
+        torch.zeros(shape),
+        torch.zeros(cv),
+    )
     return child, new
 
 
-def concat_skip(graph: NetworkGraph, weights: Weights | None, u: int, v: int
-                ) -> tuple[NetworkGraph, Weights | None]:
+def concat_skip(
+    graph: NetworkGraph, weights: Weights | None, u: int, v: int
+) -> tuple[NetworkGraph, Weights | None]:
     """§3.3 concat(G, u, v): v ← L_c([v, L_o(u)]); L_c reduces the width back to v's
     and starts as [I | 0], so its output equals v."""
     pools, last, nid = _skip_branch(graph, u, v, "concat_skip")
@@ -498,9 +597,13 @@ def concat_skip(graph: NetworkGraph, weights: Weights | None, u: int, v: int
 Operation = tuple  # ("deep", after, kind) | ("wide", layer, n) | ("add"/"concat", u, v)
 
 
-def apply(graph: NetworkGraph, weights: Weights | None, op: Operation,
-          rng: random.Random | None = None, dropout: float = 0.25
-          ) -> tuple[NetworkGraph, Weights | None]:
+def apply(
+    graph: NetworkGraph,
+    weights: Weights | None,
+    op: Operation,
+    rng: random.Random | None = None,
+    dropout: float = 0.25,
+) -> tuple[NetworkGraph, Weights | None]:
     """Apply one operation tuple (the form ``sample_operation`` returns)."""
     name = op[0]
     if name == "deep":
@@ -518,8 +621,9 @@ def _main_layers(graph: NetworkGraph) -> list[Layer]:
     return [x for x in graph.layers[:-1] if not x.skip]
 
 
-def sample_operation(graph: NetworkGraph, rng: random.Random, max_width: int = 1024,
-                     tries: int = 50) -> Operation | None:
+def sample_operation(
+    graph: NetworkGraph, rng: random.Random, max_width: int = 1024, tries: int = 50
+) -> Operation | None:
     """App. B: deep, wide or skip with equal probability, then their parameters
     uniformly (deep: a location not right after a skip and a layer kind among conv,
     ReLU, BN, dropout, dense; wide: a conv or dense layer, doubled; skip: a uniformly
@@ -532,12 +636,17 @@ def sample_operation(graph: NetworkGraph, rng: random.Random, max_width: int = 1
             where = rng.choice([x for x in main if x.kind not in ("add", "concat")])
             kind = rng.choice(("conv", "relu", "bn", "dropout", "dense"))
             spatial = shapes[where.id][1] > 0
-            if (kind == "conv" and not spatial) or (kind == "dense" and spatial) or (
-                    kind == "relu" and not nonneg[where.id]):
+            if (
+                (kind == "conv" and not spatial)
+                or (kind == "dense" and spatial)
+                or (kind == "relu" and not nonneg[where.id])
+            ):
                 continue
             return ("deep", where.id, kind)
         if family == "wide":
-            weighted = [x for x in main if x.kind in WEIGHTED and 2 * x.width <= max_width]
+            weighted = [
+                x for x in main if x.kind in WEIGHTED and 2 * x.width <= max_width
+            ]
             if not weighted:
                 continue
             layer = rng.choice(weighted)
@@ -595,8 +704,11 @@ def describe(graph: NetworkGraph) -> Descriptor:
         if x.kind in ("add", "concat"):
             start, end = source(x.inputs[1]), source(x.inputs[0])
             skips.append((rank[start], rank[end] - rank[start], x.kind))
-    return Descriptor(tuple(x.width for x in main if x.kind == "conv"),
-                      tuple(x.width for x in main if x.kind == "dense"), tuple(skips))
+    return Descriptor(
+        tuple(x.width for x in main if x.kind == "conv"),
+        tuple(x.width for x in main if x.kind == "dense"),
+        tuple(skips),
+    )
 
 
 def layer_distance(a: int, b: int) -> float:
@@ -616,8 +728,11 @@ def layers_distance(widths_a: tuple[int, ...], widths_b: tuple[int, ...]) -> flo
     A[:, 0], A[0, :] = np.arange(n + 1), np.arange(m + 1)
     for i in range(1, n + 1):
         for j in range(1, m + 1):
-            A[i, j] = min(A[i - 1, j] + 1, A[i, j - 1] + 1,
-                          A[i - 1, j - 1] + layer_distance(widths_a[i - 1], widths_b[j - 1]))
+            A[i, j] = min(
+                A[i - 1, j] + 1,
+                A[i, j - 1] + 1,
+                A[i - 1, j - 1] + layer_distance(widths_a[i - 1], widths_b[j - 1]),
+            )
     return float(A[n, m])
 
 
@@ -639,15 +754,18 @@ def skips_distance(skips_a, skips_b) -> float:
     return float(cost[rows, cols].sum() + abs(len(skips_a) - len(skips_b)))
 
 
-def edit_distance(a: NetworkGraph | Descriptor, b: NetworkGraph | Descriptor,
-                  lam: float = 1.0) -> float:
+def edit_distance(
+    a: NetworkGraph | Descriptor, b: NetworkGraph | Descriptor, lam: float = 1.0
+) -> float:
     """Eq. 4: d = D_l + λ·D_s. The layer term is summed over conv and dense layers
     separately (as the official code does: a conv layer never matches a dense one)."""
     da = a if isinstance(a, Descriptor) else describe(a)
     db = b if isinstance(b, Descriptor) else describe(b)
-    return (layers_distance(da.conv_widths, db.conv_widths)
-            + layers_distance(da.dense_widths, db.dense_widths)
-            + lam * skips_distance(da.skips, db.skips))
+    return (
+        layers_distance(da.conv_widths, db.conv_widths)
+        + layers_distance(da.dense_widths, db.dense_widths)
+        + lam * skips_distance(da.skips, db.skips)
+    )
 
 
 class BourgainEmbedding:
@@ -667,8 +785,11 @@ class BourgainEmbedding:
         rng = np.random.default_rng(seed)  # the official code seeds 123 too
         levels = max(1, math.ceil(math.log2(n))) if n > 1 else 1
         repeats = max(1, math.ceil(math.log(n))) if n > 1 else 1
-        self.anchors = [rng.choice(n, size=min(2**i, n), replace=False)
-                        for i in range(levels) for _ in range(repeats)]
+        self.anchors = [
+            rng.choice(n, size=min(2**i, n), replace=False)
+            for i in range(levels)
+            for _ in range(repeats)
+        ]
 
     def transform(self, distances_to_train: np.ndarray) -> np.ndarray:
         """(m, n) distances to the training points -> (m, K) coordinates."""

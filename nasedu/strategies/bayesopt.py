@@ -50,8 +50,9 @@ class GaussianProcess:
         self._alpha = cho_solve((self._chol, True), self._y)  # (n,)
         return self
 
-    def predict(self, K_star: np.ndarray, k_star_diag: Sequence[float]
-                ) -> tuple[np.ndarray, np.ndarray]:
+    def predict(
+        self, K_star: np.ndarray, k_star_diag: Sequence[float]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and standard deviation at the test points.
 
         Args:
@@ -71,8 +72,11 @@ class GaussianProcess:
         if self._chol is None:
             raise ValueError("log_marginal_likelihood before fit")
         n = len(self._y)
-        return float(-0.5 * self._y @ self._alpha - np.log(np.diag(self._chol)).sum()
-                     - 0.5 * n * math.log(2 * math.pi))
+        return float(
+            -0.5 * self._y @ self._alpha
+            - np.log(np.diag(self._chol)).sum()
+            - 0.5 * n * math.log(2 * math.pi)
+        )
 
 
 def ucb_cost(mean: np.ndarray, std: np.ndarray, beta: float) -> np.ndarray:
@@ -89,9 +93,12 @@ def expected_improvement(mean: np.ndarray, std: np.ndarray, best: float) -> np.n
     return np.where(std > 0, ei, np.maximum(mean - best, 0.0))
 
 
-def fit_hyperparameters(kernel: Callable[[Any], np.ndarray], y: Sequence[float],
-                        candidates: Sequence[Any], noise: float = 1e-6
-                        ) -> tuple[Any, GaussianProcess]:
+def fit_hyperparameters(
+    kernel: Callable[[Any], np.ndarray],
+    y: Sequence[float],
+    candidates: Sequence[Any],
+    noise: float = 1e-6,
+) -> tuple[Any, GaussianProcess]:
     """The candidate whose kernel matrix ``kernel(candidate)`` maximises the log
     marginal likelihood of ``y``, and the GP fitted with it."""
     if not candidates:
@@ -106,5 +113,7 @@ def fit_hyperparameters(kernel: Callable[[Any], np.ndarray], y: Sequence[float],
         if best is None or lml > best[0]:
             best = (lml, candidate, gp)
     if best is None:
-        raise ValueError("every hyper-parameter candidate gave a singular kernel matrix")
+        raise ValueError(
+            "every hyper-parameter candidate gave a singular kernel matrix"
+        )
     return best[1], best[2]

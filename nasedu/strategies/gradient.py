@@ -46,8 +46,12 @@ from nasedu.search import Clock, HistoryRecord, Search
 
 POOLS = ("max_pool_3x3", "avg_pool_3x3")
 #: Convolutions the fused cell batches: name → (kernel size, dilation, separable twice).
-CONVS = {"sep_conv_3x3": (3, 1, True), "sep_conv_5x5": (5, 1, True),
-         "dil_conv_3x3": (3, 2, False), "dil_conv_5x5": (5, 2, False)}
+CONVS = {
+    "sep_conv_3x3": (3, 1, True),
+    "sep_conv_5x5": (5, 1, True),
+    "dil_conv_3x3": (3, 2, False),
+    "dil_conv_5x5": (5, 2, False),
+}
 FUSABLE = ("none", "skip_connect", *POOLS, *CONVS)
 
 
@@ -84,8 +88,13 @@ def upcast_logits(logits: torch.Tensor) -> torch.Tensor:
     return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
 
 
-def drop_mask(batch: int, paths: int, drop_prob: float, like: torch.Tensor,
-              generator: torch.Generator | None = None) -> torch.Tensor:
+def drop_mask(
+    batch: int,
+    paths: int,
+    drop_prob: float,
+    like: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """A (batch, paths) 0/(1/keep) mask dropping whole paths per sample (drop-path,
     applied to every edge's mixed output in SNAS's search, ``SNAS/model_search.py``)."""
     keep = 1.0 - drop_prob
@@ -102,7 +111,9 @@ class MixedOp(nn.Module):
     ``SearchCell`` computes the same thing with far fewer kernels.
     """
 
-    def __init__(self, C: int, stride: int, primitives: Sequence[str] = DARTS_PRIMITIVES):
+    def __init__(
+        self, C: int, stride: int, primitives: Sequence[str] = DARTS_PRIMITIVES
+    ):
         super().__init__()
         self.ops = nn.ModuleList(build(p, C, stride, affine=False) for p in primitives)
 
@@ -113,17 +124,30 @@ class MixedOp(nn.Module):
 class MixedCell(nn.Module):
     """A search cell of ``MixedOp``\\ s, as ``quark0/darts`` writes it (the oracle)."""
 
-    def __init__(self, steps: int, multiplier: int, C_prev_prev: int, C_prev: int, C: int,
-                 reduction: bool, reduction_prev: bool,
-                 primitives: Sequence[str] = DARTS_PRIMITIVES):
+    def __init__(
+        self,
+        steps: int,
+        multiplier: int,
+        C_prev_prev: int,
+        C_prev: int,
+        C: int,
+        reduction: bool,
+        reduction_prev: bool,
+        primitives: Sequence[str] = DARTS_PRIMITIVES,
+    ):
         super().__init__()
         self.reduction, self.steps, self.multiplier = reduction, steps, multiplier
-        self.preprocess0 = (FactorizedReduce(C_prev_prev, C, affine=False) if reduction_prev
-                            else ReLUConvBN(C_prev_prev, C, 1, 1, 0, affine=False))
+        self.preprocess0 = (
+            FactorizedReduce(C_prev_prev, C, affine=False)
+            if reduction_prev
+            else ReLUConvBN(C_prev_prev, C, 1, 1, 0, affine=False)
+        )
         self.preprocess1 = ReLUConvBN(C_prev, C, 1, 1, 0, affine=False)
         self.edges = nn.ModuleList(
             MixedOp(C, 2 if reduction and j < 2 else 1, primitives)
-            for i in range(steps) for j in range(2 + i))
+            for i in range(steps)
+            for j in range(2 + i)
+        )
         _batch_stats_only(self)
 
     def forward(self, s0, s1, weights, drop_prob: float = 0.0, generator=None):
@@ -134,11 +158,15 @@ class MixedCell(nn.Module):
                 e = edge_index(i, j)
                 out = self.edges[e](h, weights[e])
                 if self.training and drop_prob > 0:
-                    out = out * drop_mask(out.shape[0], 1, drop_prob, out, generator)[
-                        :, :, None, None]
+                    out = (
+                        out
+                        * drop_mask(out.shape[0], 1, drop_prob, out, generator)[
+                            :, :, None, None
+                        ]
+                    )
                 total = total + out
             states.append(total)
-        return torch.cat(states[-self.multiplier:], dim=1)  # (B, multiplier·C, H', W')
+        return torch.cat(states[-self.multiplier :], dim=1)  # (B, multiplier·C, H', W')
 
 
 # --------------------------------------------------------------------------- fused
@@ -167,7 +195,9 @@ class _DilConvs(nn.Module):
         super().__init__()
         mC = m * C
         pad = dilation * (k - 1) // 2
-        self.dw = nn.Conv2d(mC, mC, k, stride, pad, dilation=dilation, groups=mC, bias=False)
+        self.dw = nn.Conv2d(
+            mC, mC, k, stride, pad, dilation=dilation, groups=mC, bias=False
+        )
         self.pw = nn.Conv2d(mC, mC, 1, groups=m, bias=False)
 
     def forward(self, r):
@@ -216,8 +246,11 @@ class _EdgeBundle(nn.Module):
         for col, name in enumerate(names):
             if name in CONVS:
                 k, d, twice = CONVS[name]
-                self.convs.append(_SepConvs(C, m, k, stride) if twice
-                                  else _DilConvs(C, m, k, stride, d))
+                self.convs.append(
+                    _SepConvs(C, m, k, stride)
+                    if twice
+                    else _DilConvs(C, m, k, stride, d)
+                )
                 self.conv_cols.append(col)
         self.pools = [name for name in names if name in POOLS]
         self.pool_cols = [names.index(name) for name in self.pools]
@@ -237,12 +270,18 @@ class _EdgeBundle(nn.Module):
             r = torch.relu(x)
             if self.convs:
                 r_edges = _repeat_channels(r, m)  # (B, m·C, H, W): one copy per edge
-                terms += [(conv(r_edges), col) for conv, col in zip(self.convs, self.conv_cols)]
+                terms += [
+                    (conv(r_edges), col)
+                    for conv, col in zip(self.convs, self.conv_cols)
+                ]
             if self.reduce_skip is not None:
                 terms.append((self.reduce_skip(r), self.skip_col))
         for pool, col in zip(self.pools, self.pool_cols):
-            pooled = (F.max_pool2d(x, 3, self.stride, 1) if pool == "max_pool_3x3" else
-                      F.avg_pool2d(x, 3, self.stride, 1, count_include_pad=False))
+            pooled = (
+                F.max_pool2d(x, 3, self.stride, 1)
+                if pool == "max_pool_3x3"
+                else F.avg_pool2d(x, 3, self.stride, 1, count_include_pad=False)
+            )
             # Every edge sees the same pooled map; its BN statistics are the same on each.
             terms.append((_repeat_channels(pooled, m), col))
         out = None
@@ -258,8 +297,12 @@ class _EdgeBundle(nn.Module):
             out = h if out is None else out + h
         if out is None:  # only `none`: the edges carry nothing
             B, _, H, W = x.shape
-            out = x.new_zeros(B, m * C, (H + self.stride - 1) // self.stride,
-                              (W + self.stride - 1) // self.stride)
+            out = x.new_zeros(
+                B,
+                m * C,
+                (H + self.stride - 1) // self.stride,
+                (W + self.stride - 1) // self.stride,
+            )
         if self.training and drop_prob > 0:
             mask = drop_mask(x.shape[0], m, drop_prob, out, generator)  # (B, m)
             out = out * mask.repeat_interleave(C, dim=1)[:, :, None, None]
@@ -293,24 +336,40 @@ class SearchCell(nn.Module):
     parameter count as a ``MixedCell`` (checked in the tests), half the kernels.
     """
 
-    def __init__(self, steps: int, multiplier: int, C_prev_prev: int, C_prev: int, C: int,
-                 reduction: bool, reduction_prev: bool,
-                 primitives: Sequence[str] = DARTS_PRIMITIVES):
+    def __init__(
+        self,
+        steps: int,
+        multiplier: int,
+        C_prev_prev: int,
+        C_prev: int,
+        C: int,
+        reduction: bool,
+        reduction_prev: bool,
+        primitives: Sequence[str] = DARTS_PRIMITIVES,
+    ):
         super().__init__()
         unknown = [p for p in primitives if p not in FUSABLE]
         if unknown:
-            raise ValueError(f"the fused search cell cannot batch {unknown[0]!r}; it supports "
-                             f"{', '.join(FUSABLE)} (use fused=False for other operations)")
+            raise ValueError(
+                f"the fused search cell cannot batch {unknown[0]!r}; it supports "
+                f"{', '.join(FUSABLE)} (use fused=False for other operations)"
+            )
         self.reduction, self.steps, self.multiplier = reduction, steps, multiplier
-        self.preprocess0 = (FactorizedReduce(C_prev_prev, C, affine=False) if reduction_prev
-                            else ReLUConvBN(C_prev_prev, C, 1, 1, 0, affine=False))
+        self.preprocess0 = (
+            FactorizedReduce(C_prev_prev, C, affine=False)
+            if reduction_prev
+            else ReLUConvBN(C_prev_prev, C, 1, 1, 0, affine=False)
+        )
         self.preprocess1 = ReLUConvBN(C_prev, C, 1, 1, 0, affine=False)
         _batch_stats_only(self)
         self.bundles = nn.ModuleList()
         for j in range(steps + 1):
             first = max(0, j - 1)  # the first node that state j feeds
-            self.bundles.append(_EdgeBundle(C, steps - first, 2 if reduction and j < 2 else 1,
-                                            primitives))
+            self.bundles.append(
+                _EdgeBundle(
+                    C, steps - first, 2 if reduction and j < 2 else 1, primitives
+                )
+            )
             ids = torch.tensor([edge_index(i, j) for i in range(first, steps)])
             self.register_buffer(f"edges_{j}", ids, persistent=False)
 
@@ -320,14 +379,16 @@ class SearchCell(nn.Module):
         C = states[1].shape[1]
         pending = None  # partial sums of the n nodes not yet complete, (B, n·C, H', W')
         for j, bundle in enumerate(self.bundles):
-            out = bundle(states[j], weights[getattr(self, f"edges_{j}")], drop_prob, generator)
+            out = bundle(
+                states[j], weights[getattr(self, f"edges_{j}")], drop_prob, generator
+            )
             if j == 0:
                 pending = out
             else:
                 # After state j ≥ 1 the first pending node has all its inputs.
                 pending = (pending if j == 1 else pending[:, C:]) + out
                 states.append(pending[:, :C].contiguous(memory_format=fmt))
-        return torch.cat(states[-self.multiplier:], dim=1)  # (B, multiplier·C, H', W')
+        return torch.cat(states[-self.multiplier :], dim=1)  # (B, multiplier·C, H', W')
 
 
 # --------------------------------------------------------------------------- network
@@ -343,22 +404,38 @@ class Supernet(nn.Module):
             (readable); both give the same function with the same parameter count.
     """
 
-    def __init__(self, C: int = 16, num_classes: int = 10, layers: int = 8, steps: int = 4,
-                 multiplier: int = 4, stem_multiplier: int = 3,
-                 primitives: Sequence[str] = DARTS_PRIMITIVES, in_channels: int = 3,
-                 fused: bool = True):
+    def __init__(
+        self,
+        C: int = 16,
+        num_classes: int = 10,
+        layers: int = 8,
+        steps: int = 4,
+        multiplier: int = 4,
+        stem_multiplier: int = 3,
+        primitives: Sequence[str] = DARTS_PRIMITIVES,
+        in_channels: int = 3,
+        fused: bool = True,
+    ):
         super().__init__()
         if layers < 3:
-            raise ValueError(f"layers must be >= 3 (two reduction cells and a normal one), "
-                             f"got {layers}")
+            raise ValueError(
+                f"layers must be >= 3 (two reduction cells and a normal one), "
+                f"got {layers}"
+            )
         if not 1 <= multiplier <= steps:
-            raise ValueError(f"multiplier must be in 1..steps={steps}, got {multiplier}")
+            raise ValueError(
+                f"multiplier must be in 1..steps={steps}, got {multiplier}"
+            )
         self.C, self.num_classes, self.layers = C, num_classes, layers
         self.steps, self.multiplier = steps, multiplier
         self.primitives = tuple(primitives)
         C_curr = stem_multiplier * C
-        self.stem = _batch_stats_only(nn.Sequential(
-            nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr)))
+        self.stem = _batch_stats_only(
+            nn.Sequential(
+                nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False),
+                nn.BatchNorm2d(C_curr),
+            )
+        )
         cell_cls = SearchCell if fused else MixedCell
         C_prev_prev, C_prev, C_curr = C_curr, C_curr, C
         self.cells = nn.ModuleList()
@@ -367,8 +444,18 @@ class Supernet(nn.Module):
             reduction = i in (layers // 3, 2 * layers // 3)
             if reduction:
                 C_curr *= 2
-            self.cells.append(cell_cls(steps, multiplier, C_prev_prev, C_prev, C_curr,
-                                       reduction, reduction_prev, self.primitives))
+            self.cells.append(
+                cell_cls(
+                    steps,
+                    multiplier,
+                    C_prev_prev,
+                    C_prev,
+                    C_curr,
+                    reduction,
+                    reduction_prev,
+                    self.primitives,
+                )
+            )
             reduction_prev = reduction
             C_prev_prev, C_prev = C_prev, multiplier * C_curr
         self.classifier = nn.Linear(C_prev, num_classes)
@@ -377,8 +464,14 @@ class Supernet(nn.Module):
     def num_edges(self) -> int:
         return num_edges(self.steps)
 
-    def forward(self, x, weights_normal, weights_reduce, drop_prob: float = 0.0,
-                generator: torch.Generator | None = None):
+    def forward(
+        self,
+        x,
+        weights_normal,
+        weights_reduce,
+        drop_prob: float = 0.0,
+        generator: torch.Generator | None = None,
+    ):
         s0 = s1 = self.stem(x)  # (B, 3C, H, W)
         for cell in self.cells:
             weights = weights_reduce if cell.reduction else weights_normal
@@ -406,9 +499,16 @@ class Alphas(nn.Module):
     ``1e-3 · N(0, 1)`` in its code, N(1, 0.01) in SNAS's code.
     """
 
-    def __init__(self, num_edges: int, num_ops: int, mean: float = 0.0, std: float = 0.0,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        num_edges: int,
+        num_ops: int,
+        mean: float = 0.0,
+        std: float = 0.0,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__()
+
         def init():
             return mean + std * torch.randn(num_edges, num_ops, generator=generator)
 
@@ -421,19 +521,22 @@ class Alphas(nn.Module):
 
 
 # --------------------------------------------------------------------------- derive
-def _derive_cell(W: torch.Tensor, primitives: Sequence[str], steps: int,
-                 form: str) -> list[tuple[str, int]]:
+def _derive_cell(
+    W: torch.Tensor, primitives: Sequence[str], steps: int, form: str
+) -> list[tuple[str, int]]:
     ops = list(primitives)
     none = ops.index("none") if "none" in ops else None
     keep = [k for k in range(len(ops)) if k != none]
     gene = []
     for i in range(steps):
-        rows = W[edge_index(i, 0): edge_index(i, 0) + i + 2]  # (i + 2, num_ops)
+        rows = W[edge_index(i, 0) : edge_index(i, 0) + i + 2]  # (i + 2, num_ops)
         if form == "all":
             gene += [(ops[int(rows[j].argmax())], j) for j in range(i + 2)]
             continue
         if not keep:
-            raise ValueError("deriving a cell needs at least one operation besides 'none'")
+            raise ValueError(
+                "deriving a cell needs at least one operation besides 'none'"
+            )
         strength = rows[:, keep].max(dim=1).values  # (i + 2,)
         # Stable sort: on ties the lower input wins, as sorted() in model_search.py.
         best = sorted(range(i + 2), key=lambda j: -float(strength[j]))[:2]
@@ -441,9 +544,14 @@ def _derive_cell(W: torch.Tensor, primitives: Sequence[str], steps: int,
     return gene
 
 
-def derive(weights_normal: torch.Tensor, weights_reduce: torch.Tensor,
-           primitives: Sequence[str] = DARTS_PRIMITIVES, steps: int = 4,
-           multiplier: int = 4, form: str = "pairs") -> Genotype:
+def derive(
+    weights_normal: torch.Tensor,
+    weights_reduce: torch.Tensor,
+    primitives: Sequence[str] = DARTS_PRIMITIVES,
+    steps: int = 4,
+    multiplier: int = 4,
+    form: str = "pairs",
+) -> Genotype:
     """The discrete cell read off the architecture weights (DARTS §2.4).
 
     ``form="pairs"``: each node keeps its two strongest incoming edges from distinct
@@ -456,14 +564,24 @@ def derive(weights_normal: torch.Tensor, weights_reduce: torch.Tensor,
     if form not in ("pairs", "all"):
         raise ValueError(f"unknown genotype form {form!r}; valid choices: pairs, all")
     expected = (num_edges(steps), len(primitives))
-    for name, W in (("weights_normal", weights_normal), ("weights_reduce", weights_reduce)):
+    for name, W in (
+        ("weights_normal", weights_normal),
+        ("weights_reduce", weights_reduce),
+    ):
         if tuple(W.shape) != expected:
-            raise ValueError(f"{name} has shape {tuple(W.shape)}; {steps} nodes over "
-                             f"{len(primitives)} operations need {expected}")
+            raise ValueError(
+                f"{name} has shape {tuple(W.shape)}; {steps} nodes over "
+                f"{len(primitives)} operations need {expected}"
+            )
     W_n, W_r = weights_normal.detach().cpu(), weights_reduce.detach().cpu()
     concat = list(range(2 + steps - multiplier, steps + 2))
-    return Genotype(_derive_cell(W_n, primitives, steps, form), concat,
-                    _derive_cell(W_r, primitives, steps, form), concat, form=form)
+    return Genotype(
+        _derive_cell(W_n, primitives, steps, form),
+        concat,
+        _derive_cell(W_r, primitives, steps, form),
+        concat,
+        form=form,
+    )
 
 
 # --------------------------------------------------------------------------- search loop
@@ -516,15 +634,20 @@ class SupernetSearch(Search):
 
     # ------------------------------------------------------------ shared
     @torch.no_grad()
-    def evaluate(self, X: torch.Tensor, y: torch.Tensor, batch_size: int,
-                 limit: int | None = None) -> tuple[float, float]:
+    def evaluate(
+        self,
+        X: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        limit: int | None = None,
+    ) -> tuple[float, float]:
         """Mean loss and accuracy of the supernet on (X, y) under the current α."""
         w_n, w_r = self.arch_weights()
         loss = correct = seen = 0.0
         for k, start in enumerate(range(0, len(X), batch_size)):
             if limit is not None and k >= limit:
                 break
-            xb, yb = X[start:start + batch_size], y[start:start + batch_size]
+            xb, yb = X[start : start + batch_size], y[start : start + batch_size]
             if len(xb) < 2:
                 continue
             logits = self.supernet(xb, w_n, w_r)
@@ -540,7 +663,10 @@ class SupernetSearch(Search):
     def alpha_softmax(self) -> dict[str, list[list[float]]]:
         """softmax(α) per edge for both cells, as JSON-ready lists (the chapters' heatmaps)."""
         w_n, w_r = self.alphas.softmax()
-        return {"normal": w_n.detach().cpu().tolist(), "reduce": w_r.detach().cpu().tolist()}
+        return {
+            "normal": w_n.detach().cpu().tolist(),
+            "reduce": w_r.detach().cpu().tolist(),
+        }
 
     def step(self, clock: Clock) -> list[HistoryRecord]:
         start = time.perf_counter()
@@ -550,12 +676,22 @@ class SupernetSearch(Search):
         genotype = self.genotype()
         seconds = time.perf_counter() - start
         record = HistoryRecord(
-            step=self.epoch, architecture=genotype.to_dict(), reward=valid_acc,
-            cost=seconds, wall_clock=clock.elapsed(),
-            extra={"epoch": self.epoch, "alphas": self.alpha_softmax(),
-                   "train_loss": train_loss, "train_acc": train_acc,
-                   "valid_loss": valid_loss, "valid_acc": valid_acc,
-                   "seconds": seconds, **self.epoch_extra()})
+            step=self.epoch,
+            architecture=genotype.to_dict(),
+            reward=valid_acc,
+            cost=seconds,
+            wall_clock=clock.elapsed(),
+            extra={
+                "epoch": self.epoch,
+                "alphas": self.alpha_softmax(),
+                "train_loss": train_loss,
+                "train_acc": train_acc,
+                "valid_loss": valid_loss,
+                "valid_acc": valid_acc,
+                "seconds": seconds,
+                **self.epoch_extra(),
+            },
+        )
         self.epoch += 1
         return [record]
 
@@ -572,13 +708,21 @@ class SupernetSearch(Search):
     def result(self, records: list[HistoryRecord]) -> dict[str, Any]:
         """The cell derived from the final α (DARTS §2.4), not the best epoch's."""
         last = records[-1]
-        return {"architecture": last.architecture, "reward": last.reward, "step": last.step}
+        return {
+            "architecture": last.architecture,
+            "reward": last.reward,
+            "step": last.step,
+        }
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "supernet": self.supernet.state_dict(),
-                "alphas": self.alphas.state_dict(),
-                "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()},
-                "data_rng": self.data_rng.get_state(), "noise_rng": self.noise_rng.get_state()}
+        return {
+            "epoch": self.epoch,
+            "supernet": self.supernet.state_dict(),
+            "alphas": self.alphas.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()},
+            "data_rng": self.data_rng.get_state(),
+            "noise_rng": self.noise_rng.get_state(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch = state["epoch"]

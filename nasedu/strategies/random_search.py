@@ -60,18 +60,33 @@ BUDGETS = {
     # 6 tiny children on the 8×8 digits, 2 epochs each: about 2 s per child on one CPU
     # core. Larger steps (batch 32, lr 0.1) make 2 epochs enough to rank cells, and the
     # CIFAR augmentation (4-px crops, flips, cutout) would destroy 8×8 digits.
-    "smoke": {"samples": 6, "child": {"C": 4, "layers": 3, "auxiliary": False,
-                                      "train": {"epochs": 2, "batch_size": 32, "lr": 0.1,
-                                                "augment": None, "cutout": 0,
-                                                "drop_path_prob": 0.0}}},
+    "smoke": {
+        "samples": 6,
+        "child": {
+            "C": 4,
+            "layers": 3,
+            "auxiliary": False,
+            "train": {
+                "epochs": 2,
+                "batch_size": 32,
+                "lr": 0.1,
+                "augment": None,
+                "cutout": 0,
+                "drop_path_prob": 0.0,
+            },
+        },
+    },
 }
 
 
 def make(config: RandomSearchConfig, data, device, seed: int) -> AskTellSearch:
-    evaluator = Evaluator(config.child.evaluator(data, device, seed),
-                          max_evaluations=config.samples)
+    evaluator = Evaluator(
+        config.child.evaluator(data, device, seed), max_evaluations=config.samples
+    )
     return AskTellSearch(config.space, RandomSearch(config.space, seed), evaluator)
 
 
-METHODS.register("random", Method("random", RandomSearchConfig, BUDGETS, make,
-                                  citation="li2019random"))
+METHODS.register(
+    "random",
+    Method("random", RandomSearchConfig, BUDGETS, make, citation="li2019random"),
+)

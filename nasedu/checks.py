@@ -9,7 +9,8 @@ the stub has not been replaced yet. The checks need nothing but ``nasedu`` itsel
 they run in Colab as they run here.
 
 Each chapter's checks live in a ``Checks`` namespace named after the chapter
-(``book/chapters.yml``): ``intro`` and ``darts`` below; a new chapter adds its own the
+(``book/chapters.yml``): ``intro``, ``darts``, ``autokeras``, ``nasbot`` and
+``snas`` below; a new chapter adds its own the
 same way (``mychapter = Checks("mychapter")``, then ``@mychapter.add`` on each check),
 with a test in ``tests/test_labs.py`` that the right answer passes and typical wrong
 ones fail with the intended message.
@@ -310,3 +311,276 @@ def mixed_hvp(mixed_hvp: Callable) -> None:
              f"Check the sign of the difference and the division by 2ε (not `/ 2 * eps`).")
     passed(f"mixed_hvp matches the exact mixed Hessian-vector product (relative error "
            f"{error:.1e}).")
+
+
+autokeras = Checks("autokeras")
+
+
+# ---- autokeras, lab 1: the layer-width distance d_l (Eq. 6) ----------------------------------
+
+LAYER_WIDTH_PAIRS = ((16, 32), (32, 16), (64, 64), (3, 10), (128, 96), (1, 7), (50, 51))
+
+
+@autokeras.add
+def layer_distance(layer_distance: Callable[[int, int], float]) -> None:
+    """Lab 1 of chapter *Auto-Keras*: ``layer_distance(w_a, w_b)`` is Eq. 6,
+    |w_a − w_b| / max(w_a, w_b); compared with ``nasedu.spaces.morphism.layer_distance``."""
+    __tracebackhide__ = True  # noqa: F841
+    from nasedu.spaces.morphism import layer_distance as right_distance
+
+    for a, b in LAYER_WIDTH_PAIRS:
+        got = call_student(layer_distance, "layer_distance", a, b)
+        if isinstance(got, bool) or not isinstance(got, (int, float)):
+            fail(f"layer_distance({a}, {b}) should return a number, got {got!r}.")
+        want = right_distance(a, b)
+        if math.isclose(got, want, abs_tol=1e-9):
+            continue
+        if a != b and math.isclose(got, -want, abs_tol=1e-9):
+            fail(f"layer_distance({a}, {b}) returned {got!r}: a distance is never negative; "
+                 f"take the absolute value of the difference of the widths.")
+        if math.isclose(got, abs(a - b) / min(a, b), abs_tol=1e-9):
+            fail(f"layer_distance({a}, {b}) returned {got!r}: you divide by the smaller "
+                 f"width; Eq. 6 divides by the larger one, so d_l stays between 0 and 1.")
+        if math.isclose(got, abs(a - b) / (a + b), abs_tol=1e-9):
+            fail(f"layer_distance({a}, {b}) returned {got!r}: you divide by the sum of the "
+                 f"widths; Eq. 6 divides by their maximum.")
+        if got == abs(a - b) // max(a, b):
+            fail(f"layer_distance({a}, {b}) returned {got!r}: that is integer division "
+                 f"(//); use / so that d_l is a fraction between 0 and 1.")
+        fail(f"layer_distance({a}, {b}) returned {got!r}, Eq. 6 gives {want!r}: "
+             f"|w_a - w_b| / max(w_a, w_b).")
+    passed(f"layer_distance agrees with Eq. 6 on {len(LAYER_WIDTH_PAIRS)} pairs of widths.")
+
+
+# ---- autokeras, lab 2: the edit distance D_l between layer sequences (Eqs. 5 and 7) ----------
+
+LAYER_SEQUENCES = (
+    ((16, 32), (16, 32)),
+    ((16, 32), (16, 32, 64)),  # one insertion
+    ((8, 16, 32), (16,)),
+    ((64,), (32,)),
+    ((16, 32, 64), (16, 64)),  # deletion in the middle: a plain zip would get it wrong
+    ((), (8, 8)),
+    ((10, 20, 30, 40), (12, 18, 35)),
+)
+
+
+def _zip_distance(a: tuple[int, ...], b: tuple[int, ...]) -> float:
+    from nasedu.spaces.morphism import layer_distance as d
+
+    return sum(d(x, y) for x, y in zip(a, b, strict=False)) + abs(len(a) - len(b))
+
+
+@autokeras.add
+def layers_distance(layers_distance: Callable) -> None:
+    """Lab 2 of chapter *Auto-Keras*: ``layers_distance(widths_a, widths_b)`` is D_l of
+    Eq. 5 by the dynamic programme of Eq. 7 (with min, as the official code); compared
+    with ``nasedu.spaces.morphism.layers_distance``."""
+    __tracebackhide__ = True  # noqa: F841
+    from nasedu.spaces.morphism import layers_distance as right_distance
+
+    for a, b in LAYER_SEQUENCES:
+        got = call_student(layers_distance, "layers_distance", a, b)
+        try:
+            got = float(got)
+        except (TypeError, ValueError):
+            fail(f"layers_distance({a}, {b}) should return a number, got {got!r}.")
+        want = right_distance(a, b)
+        if math.isclose(got, want, abs_tol=1e-9):
+            continue
+        if not a or not b:
+            fail(f"layers_distance({a}, {b}) returned {got!r}, but every layer of the "
+                 f"longer sequence is unmatched and costs 1: the answer is {want!r}. "
+                 f"Initialise the first row and column of the table with 0, 1, 2, ...")
+        if math.isclose(got, _zip_distance(a, b), abs_tol=1e-9):
+            fail(f"layers_distance({a}, {b}) returned {got!r}: you match layer i with "
+                 f"layer i. Eq. 5 lets a layer be skipped (cost 1) so that later layers "
+                 f"can still be matched; fill the table A[i][j] of Eq. 7.")
+        if got > want:
+            fail(f"layers_distance({a}, {b}) returned {got!r}, more than the cheapest "
+                 f"matching ({want!r}). Eq. 7 as printed uses max; D_l is a minimum over "
+                 f"matchings (Eq. 5), so take the min of the three moves.")
+        fail(f"layers_distance({a}, {b}) returned {got!r}, Eqs. 5-7 give {want!r}. "
+             f"A[i][j] = min(A[i-1][j] + 1, A[i][j-1] + 1, A[i-1][j-1] + d_l(a_i, b_j)).")
+    passed(f"layers_distance agrees with Eqs. 5-7 on {len(LAYER_SEQUENCES)} pairs of layer "
+           f"sequences, insertions and deletions included.")
+
+
+nasbot = Checks("nasbot")
+
+
+def _nasbot_graphs() -> list:
+    from nasedu.spaces.layer_graph import initial_pool
+
+    return initial_pool(n_conv_blocks=2, units=8)
+
+
+# ---- nasbot, lab 1: the layer masses (§3) ----------------------------------------------------
+
+@nasbot.add
+def layer_masses(layer_masses: Callable) -> None:
+    """Lab 1 of chapter *NASBOT*: ``layer_masses(graph)`` returns the mass of every layer
+    of a ``LayerGraph``; compared with ``LayerGraph.masses`` on the initial pool."""
+    __tracebackhide__ = True  # noqa: F841
+    import numpy as np
+
+    from nasedu.spaces.layer_graph import CONVS
+
+    for k, graph in enumerate(_nasbot_graphs()):
+        got = call_student(layer_masses, "layer_masses", graph)
+        try:
+            got = np.asarray(got, dtype=float).reshape(-1)
+        except (TypeError, ValueError):
+            fail(f"layer_masses should return one number per layer, got {got!r}.")
+        want = graph.masses()
+        if got.shape != want.shape:
+            fail(f"graph #{k} has {graph.n} layers (ip and op included), but layer_masses "
+                 f"returned {got.size} numbers: return one mass per layer, in layer order.")
+        if np.allclose(got, want):
+            continue
+        bad = int(np.flatnonzero(~np.isclose(got, want))[0])
+        label = graph.labels[bad]
+        c_in, c_out = graph.channels()
+        hint = {
+            "fc": "an fc layer weighs 0.1 · ch_in · ch_out",
+            "max-pool": "a pooling layer weighs ch_in",
+            "avg-pool": "a pooling layer weighs ch_in",
+            "ip": "ip and op weigh max(0.1 · (sum of the conv, pool and fc masses), 100)",
+            "op": "ip and op weigh max(0.1 · (sum of the conv, pool and fc masses), 100)",
+            "softmax": "the softmax layers share the mass of op equally",
+        }.get(label, "a conv layer weighs ch_in · ch_out")
+        if label in CONVS and math.isclose(got[bad], graph.units[bad]):
+            hint += " (not just its units)"
+        fail(f"on graph #{k} {list(graph.labels)}, layer {bad} ({label}, ch_in "
+             f"{c_in[bad]}, ch_out {c_out[bad]}) has mass {want[bad]:g}, you return "
+             f"{got[bad]:g}: {hint}.")
+    passed(f"layer_masses agrees with LayerGraph.masses on the {len(_nasbot_graphs())} "
+           f"networks of the initial pool.")
+
+
+# ---- nasbot, lab 2: the normalised OTMANN distance (§3) --------------------------------------
+
+@nasbot.add
+def normalised_distance(normalised_distance: Callable) -> None:
+    """Lab 2 of chapter *NASBOT*: ``normalised_distance(d, a, b)`` turns the OTMANN
+    distance d of graphs a and b into d̄ = d / (total mass of a + total mass of b);
+    compared with ``nasedu.spaces.layer_graph.otmann``."""
+    __tracebackhide__ = True  # noqa: F841
+    from nasedu.spaces.layer_graph import otmann
+
+    graphs = _nasbot_graphs()
+    for a, b in [(graphs[0], graphs[1]), (graphs[2], graphs[3]), (graphs[4], graphs[0])]:
+        d, want, _ = otmann(a, b)
+        got = call_student(normalised_distance, "normalised_distance", d, a, b)
+        try:
+            got = float(got)
+        except (TypeError, ValueError):
+            fail(f"normalised_distance should return a number, got {got!r}.")
+        if math.isclose(got, want, rel_tol=1e-9):
+            continue
+        ma, mb = float(a.masses().sum()), float(b.masses().sum())
+        if math.isclose(got, d / ma, rel_tol=1e-9) or math.isclose(got, d / mb,
+                                                                     rel_tol=1e-9):
+            fail("you divide by the mass of one network only: d̄ divides by the total "
+                 "mass of both, sum(a.masses()) + sum(b.masses()).")
+        if math.isclose(got, d / (a.n + b.n), rel_tol=1e-9):
+            fail("you divide by the number of layers: d̄ divides by the total mass of both "
+                 "networks, sum(a.masses()) + sum(b.masses()).")
+        if math.isclose(got, d / max(ma, mb), rel_tol=1e-9):
+            fail("you divide by the larger mass: d̄ divides by the sum of both masses.")
+        fail(f"for d = {d:.4g} you return {got!r}, d̄ is {want!r}: divide d by the "
+             f"total mass of both networks.")
+    passed("normalised_distance agrees with nasedu's OTMANN on three pairs of networks.")
+
+
+snas = Checks("snas")
+
+
+# ---- snas, lab 1: the temperature schedule ---------------------------------------------------
+
+@snas.add
+def temperature(temperature: Callable) -> None:
+    """Lab 1 of chapter *SNAS*: ``temperature(epoch, initial, minimum, total)`` anneals τ
+    linearly from ``initial`` to ``minimum`` over ``total`` epochs, stepped at the start of
+    each epoch; compared with ``nasedu.papers.snas.temperature``."""
+    __tracebackhide__ = True  # noqa: F841
+    from nasedu.papers.snas import temperature as right
+
+    cases = [(e, 1.0, 0.03, 150) for e in (0, 1, 74, 148, 149, 150, 300)]
+    cases += [(e, 2.0, 0.5, 10) for e in (0, 4, 9, 20)]
+    for epoch, initial, minimum, total in cases:
+        got = call_student(temperature, "temperature", epoch, initial, minimum, total)
+        try:
+            got = float(got)
+        except (TypeError, ValueError):
+            fail(f"temperature should return a number, got {got!r}.")
+        want = right(epoch, initial, minimum, total)
+        if math.isclose(got, want, abs_tol=1e-9):
+            continue
+        args = f"temperature({epoch}, {initial}, {minimum}, {total})"
+        if got < minimum - 1e-9:
+            fail(f"{args} returned {got!r}, below the minimum {minimum}: after `total` "
+                 f"epochs τ stays at the minimum (clip with max).")
+        early = (1 - epoch / total) * (initial - minimum) + minimum
+        if math.isclose(got, max(early, minimum), abs_tol=1e-9):
+            fail(f"{args} returned {got!r}, the value one epoch too early: the scheduler "
+                 f"steps at the START of each epoch, so epoch 0 already uses "
+                 f"(1 - 1/total) of the way and epoch total - 1 reaches the minimum.")
+        if math.isclose(got, max(initial * (1 - (epoch + 1) / total), minimum),
+                        abs_tol=1e-9):
+            fail(f"{args} returned {got!r}: you decay towards 0 and clip; the line goes "
+                 f"from `initial` to `minimum`, (1 - (epoch+1)/total)·(initial - minimum) "
+                 f"+ minimum.")
+        fail(f"{args} returned {got!r}, the schedule gives {want!r}.")
+    passed(f"temperature follows the linear schedule on {len(cases)} epochs, clipping at "
+           f"the minimum included.")
+
+
+# ---- snas, lab 2: a hard Gumbel-softmax sample (SNAS §2.2) -----------------------------------
+
+@snas.add
+def hard_gumbel_softmax(hard_gumbel_softmax: Callable) -> None:
+    """Lab 2 of chapter *SNAS*: ``hard_gumbel_softmax(logits, tau)`` returns a one-hot
+    sample per row whose argmax is distributed as softmax(logits) (the Gumbel-max trick),
+    with the straight-through gradient of softmax((logits + g) / τ)."""
+    __tracebackhide__ = True  # noqa: F841
+    import torch
+
+    probs = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    n = 20000
+    for tau in (1.0, 0.3, 3.0):
+        torch.manual_seed(0)
+        logits = probs.log().expand(n, 4).clone().requires_grad_(True)  # (n, 4)
+        z = call_student(hard_gumbel_softmax, "hard_gumbel_softmax", logits, tau)
+        if not isinstance(z, torch.Tensor) or z.shape != logits.shape:
+            fail(f"hard_gumbel_softmax should return a tensor shaped like the logits "
+                 f"{tuple(logits.shape)}, got "
+                 f"{tuple(z.shape) if isinstance(z, torch.Tensor) else z!r}.")
+        values = z.detach()
+        one_hot = ((values - values.round()).abs() < 1e-5).all() and bool(
+            ((values.round().sum(-1) == 1) & (values.round() >= 0).all(-1)).all())
+        if not one_hot:
+            fail(f"at τ = {tau} the rows are not one-hot vectors (one 1, zeros elsewhere): "
+                 f"a hard sample puts 1 at the argmax of the soft sample, e.g. "
+                 f"torch.zeros_like(soft).scatter_(-1, soft.argmax(-1, keepdim=True), 1).")
+        freq = values.round().mean(0)
+        if (freq == 1).any():
+            fail("every row picks the same operation: without Gumbel noise the argmax is "
+                 "deterministic. Add g = -log(-log(u)), u ~ Uniform(0, 1), to the logits.")
+        if (freq - probs).abs().max() > 0.02:
+            fail(f"at τ = {tau} the operations are chosen with frequencies "
+                 f"{[round(float(f), 3) for f in freq]}, but the Gumbel-max trick gives "
+                 f"softmax(logits) = {[round(float(p), 3) for p in probs]} whatever τ "
+                 f"is. Use Gumbel noise g = -log(-log(u)) (not uniform or normal "
+                 f"noise), and divide the sum (logits + g) by τ, not the logits alone.")
+        if not z.requires_grad:
+            fail("the sample carries no gradient, so α would never learn: return "
+                 "one_hot - soft.detach() + soft (straight-through), where soft = "
+                 "softmax((logits + g) / τ).")
+        weights = torch.arange(4.0)
+        (z * weights).sum().backward()
+        if logits.grad is None or float(logits.grad.abs().sum()) == 0.0:
+            fail("no gradient reaches the logits: return one_hot - soft.detach() + soft "
+                 "(straight-through), where soft = softmax((logits + g) / τ).")
+    passed("hard_gumbel_softmax draws one-hot samples with the probabilities "
+           "softmax(logits) at three temperatures and passes gradients to the logits.")

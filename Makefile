@@ -78,8 +78,10 @@ book-student: venv
 	$(BIN)/python -m nasedu.labs student-book --out _build/student-html
 
 # pytest exits 5 when it collects no test (e.g. a -m filter that matches none): not an error.
+# One intra-op thread: the tests' tensors are tiny (CPU time follows kernel launches), and
+# tests that run two searches side by side would otherwise oversubscribe the cores.
 test: venv
-	@rc=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	@rc=0; OMP_NUM_THREADS=1 $(BIN)/python -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; \
 	exit $$rc
 

@@ -64,9 +64,10 @@ def setup(
     return session
 
 
-def glue(name: str, value: Any, display: bool = False) -> Any:
+def glue(name: str, value: Any, display: bool = False) -> None:
     """Record ``value`` under ``name`` for the book (myst-nb's glue); in Colab, where
-    myst-nb is not installed, just show it when ``display`` is set."""
+    myst-nb is not installed, just show it when ``display`` is set. Returns None, so a
+    cell ending in ``glue(...)`` prints nothing extra."""
     if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
         value = value.item()  # numpy/torch scalars would render as "np.float64(...)"
     try:
@@ -76,9 +77,8 @@ def glue(name: str, value: Any, display: bool = False) -> Any:
             from IPython.display import display as show
 
             show(value)
-        return value
+        return
     myst_glue(name, value, display=display)
-    return value
 
 
 def paper_vs_run(paper_row: dict[str, Any], this_run: dict[str, Any]):

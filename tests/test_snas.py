@@ -33,14 +33,24 @@ def toy_images(n: int = 96, classes: int = 4) -> ImageData:
         x = 0.3 * torch.randn(m, 1, 8, 8, generator=g)
         for c in range(classes):
             r, col = divmod(c, 2)
-            x[y == c, :, 4 * r:4 * r + 4, 4 * col:4 * col + 4] += 1.0
+            x[y == c, :, 4 * r : 4 * r + 4, 4 * col : 4 * col + 4] += 1.0
         return x, y
 
-    return ImageData("toy", split(n), split(16), split(16), num_classes=classes, in_channels=1,
-                     image_size=8, mean=(0.0,), std=(1.0,))
+    return ImageData(
+        "toy",
+        split(n),
+        split(16),
+        split(16),
+        num_classes=classes,
+        in_channels=1,
+        image_size=8,
+        mean=(0.0,),
+        std=(1.0,),
+    )
 
 
 # ---- sampling --------------------------------------------------------------------------------
+
 
 def test_temperature_schedule_values():
     # R-SNAS utils.Temp_Scheduler, stepped before each epoch: (1 − (e+1)/150)·0.97 + 0.03.
@@ -64,7 +74,9 @@ def test_gumbel_softmax_is_torchs():
 
 
 def test_hard_samples_are_one_hot_and_gradients_reach_alpha():
-    alphas = Alphas(14, 8, mean=1.0, std=0.5, generator=torch.Generator().manual_seed(0))
+    alphas = Alphas(
+        14, 8, mean=1.0, std=0.5, generator=torch.Generator().manual_seed(0)
+    )
     g = torch.Generator().manual_seed(1)
     z_n = snas.gumbel_softmax(alphas.normal, 0.5, hard=True, generator=g)
     z_r = snas.gumbel_softmax(alphas.reduce, 0.5, hard=True, generator=g)
@@ -73,7 +85,9 @@ def test_hard_samples_are_one_hot_and_gradients_reach_alpha():
         assert torch.equal(z.detach().sum(-1), torch.ones(14))
     torch.manual_seed(0)
     net = Supernet(2, 3, 3, in_channels=1)
-    loss = F.cross_entropy(net(torch.randn(4, 1, 8, 8), z_n, z_r), torch.tensor([0, 1, 2, 0]))
+    loss = F.cross_entropy(
+        net(torch.randn(4, 1, 8, 8), z_n, z_r), torch.tensor([0, 1, 2, 0])
+    )
     loss.backward()
     assert alphas.normal.grad.abs().sum() > 0 and alphas.reduce.grad.abs().sum() > 0
 
@@ -95,26 +109,48 @@ def test_argmax_of_samples_follows_softmax_of_alpha():
 
 
 def test_concrete_log_prob_is_the_relaxed_categorical_density():
-    logits = torch.randn(5, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    dist = RelaxedOneHotCategorical(torch.tensor(0.7, dtype=torch.float64), logits=logits)
+    logits = torch.randn(
+        5, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0)
+    )
+    dist = RelaxedOneHotCategorical(
+        torch.tensor(0.7, dtype=torch.float64), logits=logits
+    )
     torch.manual_seed(0)
     z = dist.sample()
-    torch.testing.assert_close(snas.concrete_log_prob(logits, z, 0.7, floor=0.0),
-                               dist.log_prob(z))
+    torch.testing.assert_close(
+        snas.concrete_log_prob(logits, z, 0.7, floor=0.0), dist.log_prob(z)
+    )
 
 
 # ---- resources -------------------------------------------------------------------------------
 
+
 def test_op_costs_worked_out_by_hand():
     # C = 4 channels, 8×8 input; y is the output side. Formulas of SNAS/operations.py.
     assert snas.op_costs("none", 4, 8, 1) == (0, 0, 0)
-    assert snas.op_costs("sep_conv_3x3", 4, 8, 1) == (104, 104 * 64, 64 * (7 * 4 + 4) + 104)
-    assert snas.op_costs("dil_conv_5x5", 4, 8, 1) == (116, 116 * 64, 64 * (3 * 4 + 4) + 116)
+    assert snas.op_costs("sep_conv_3x3", 4, 8, 1) == (
+        104,
+        104 * 64,
+        64 * (7 * 4 + 4) + 104,
+    )
+    assert snas.op_costs("dil_conv_5x5", 4, 8, 1) == (
+        116,
+        116 * 64,
+        64 * (3 * 4 + 4) + 116,
+    )
     assert snas.op_costs("max_pool_3x3", 4, 8, 1) == (0, 9 * 64 * 4, 2 * 64 * 4)
     assert snas.op_costs("skip_connect", 4, 8, 1) == (0, 0, 2 * 4 * 64)
     # Strided (reduction cell, y = 4): FactorizedReduce and a strided separable conv.
-    assert snas.op_costs("skip_connect", 4, 8, 2) == (16, 16 * 16, 2 * 16 * (16 + 2) + 16)
-    assert snas.op_costs("sep_conv_3x3", 4, 8, 2) == (104, 104 * 16, 16 * (10 * 4 + 4) + 104)
+    assert snas.op_costs("skip_connect", 4, 8, 2) == (
+        16,
+        16 * 16,
+        2 * 16 * (16 + 2) + 16,
+    )
+    assert snas.op_costs("sep_conv_3x3", 4, 8, 2) == (
+        104,
+        104 * 16,
+        16 * (10 * 4 + 4) + 104,
+    )
     assert snas.op_costs("avg_pool_3x3", 4, 8, 2) == (0, 9 * 16 * 4, 5 * 16 * 4)
     with pytest.raises(ValueError, match="no SNAS cost for operation 'conv_3x3'"):
         snas.op_costs("conv_3x3", 4, 8, 1)
@@ -124,8 +160,12 @@ def hand_built_cell() -> torch.Tensor:
     """One-hot choices: node 2 = sep3(0) + skip(1), node 3 = max(0) + dil5(2), the rest none."""
     z = torch.zeros(14, 8, dtype=torch.float64)
     z[:, OPS["none"]] = 1.0
-    for node, source, op in ((0, 0, "sep_conv_3x3"), (0, 1, "skip_connect"),
-                             (1, 0, "max_pool_3x3"), (1, 2, "dil_conv_5x5")):
+    for node, source, op in (
+        (0, 0, "sep_conv_3x3"),
+        (0, 1, "skip_connect"),
+        (1, 0, "max_pool_3x3"),
+        (1, 2, "dil_conv_5x5"),
+    ):
         z[edge_index(node, source)] = 0.0
         z[edge_index(node, source), OPS[op]] = 1.0
     return z
@@ -135,53 +175,86 @@ def test_resource_term_of_a_hand_built_cell():
     costs = snas.cell_costs(False, C=4, h=8)
     z = hand_built_cell()
     # Linear penalty, 0.43·(2·size + FLOPs/4000 + MAC/100) per edge, numbers from above.
-    linear = 0.43 * ((2 * 104 + 6656 / 4000 + 2152 / 100) + (512 / 100)
-                     + (2304 / 4000 + 512 / 100) + (2 * 116 + 7424 / 4000 + 1140 / 100))
+    linear = 0.43 * (
+        (2 * 104 + 6656 / 4000 + 2152 / 100)
+        + (512 / 100)
+        + (2304 / 4000 + 512 / 100)
+        + (2 * 116 + 7424 / 4000 + 1140 / 100)
+    )
     got = snas.edge_penalty(costs, z, log=False).sum()
     assert float(got) == pytest.approx(linear)
     assert linear == pytest.approx(209.52008)
     # Log penalty: mean of log size, log FLOPs, log MAC per edge; zeros count as log 1.
-    logs = (math.log(104) + math.log(6656) + math.log(2152) + math.log(512)
-            + math.log(2304) + math.log(512) + math.log(116) + math.log(7424)
-            + math.log(1140)) / 3
+    logs = (
+        math.log(104)
+        + math.log(6656)
+        + math.log(2152)
+        + math.log(512)
+        + math.log(2304)
+        + math.log(512)
+        + math.log(116)
+        + math.log(7424)
+        + math.log(1140)
+    ) / 3
     assert float(snas.edge_penalty(costs, z, log=True).sum()) == pytest.approx(logs)
     assert float(snas.edge_penalty(costs, z, "size", log=False).sum()) == 104 + 116
     # Two normal cells and one reduction cell: each type averaged over its cells.
     reduce_costs = snas.cell_costs(True, C=8, h=8)
-    total = snas.resource_penalty([(False, costs), (False, costs), (True, reduce_costs)],
-                                  z, z, log=False, reduce_ratio=2.0)
+    total = snas.resource_penalty(
+        [(False, costs), (False, costs), (True, reduce_costs)],
+        z,
+        z,
+        log=False,
+        reduce_ratio=2.0,
+    )
     want = linear + 2.0 * float(snas.edge_penalty(reduce_costs, z, log=False).sum())
     assert float(total) == pytest.approx(want)
 
 
 def test_reduction_cells_cost_strided_edges_at_the_input_side():
     costs = snas.cell_costs(True, C=4, h=8)
-    assert tuple(costs[edge_index(0, 0), OPS["skip_connect"]].tolist()) == (16, 256, 592)
+    assert tuple(costs[edge_index(0, 0), OPS["skip_connect"]].tolist()) == (
+        16,
+        256,
+        592,
+    )
     # An edge from an intermediate node is stride 1 on the reduced 4×4 maps.
-    assert tuple(costs[edge_index(1, 2), OPS["skip_connect"]].tolist()) == (0, 0, 2 * 4 * 16)
+    assert tuple(costs[edge_index(1, 2), OPS["skip_connect"]].tolist()) == (
+        0,
+        0,
+        2 * 4 * 16,
+    )
 
 
 def test_resource_gradient_methods():
     costs = snas.cell_costs(False, C=4, h=8).float()
-    alphas = Alphas(14, 8, mean=1.0, std=0.5, generator=torch.Generator().manual_seed(0))
-    z = snas.gumbel_softmax(alphas.normal, 1.0, generator=torch.Generator().manual_seed(1))
+    alphas = Alphas(
+        14, 8, mean=1.0, std=0.5, generator=torch.Generator().manual_seed(0)
+    )
+    z = snas.gumbel_softmax(
+        alphas.normal, 1.0, generator=torch.Generator().manual_seed(1)
+    )
     cells = [(False, costs)]
     for method in snas.RESOURCE_METHODS:
         alphas.zero_grad()
-        penalty = snas.resource_penalty(cells, z, z, method=method, alphas=alphas, tau=1.0)
+        penalty = snas.resource_penalty(
+            cells, z, z, method=method, alphas=alphas, tau=1.0
+        )
         (g,) = torch.autograd.grad(penalty, [alphas.normal])
         assert g.abs().sum() > 0, method
     # `discrete` is the expected cost under softmax(α): here, the expected parameter size.
     expected = (alphas.normal.softmax(-1) * costs[:, :, 0]).sum()
-    got = snas.resource_penalty(cells, z, z, method="discrete", separation="size", log=False,
-                                alphas=alphas)
+    got = snas.resource_penalty(
+        cells, z, z, method="discrete", separation="size", log=False, alphas=alphas
+    )
     torch.testing.assert_close(got, expected)
     # The reparametrised penalty lowers the expected cost: a step against its gradient
     # moves probability towards cheap operations.
     logits = alphas.normal.detach().clone().requires_grad_()
     before = (logits.softmax(-1) * costs[:, :, 0]).sum()
-    cheap = snas.resource_penalty(cells, logits.softmax(-1), None, separation="size",
-                                  log=False)
+    cheap = snas.resource_penalty(
+        cells, logits.softmax(-1), None, separation="size", log=False
+    )
     (g,) = torch.autograd.grad(cheap, [logits])
     after = ((logits - 0.01 * g).softmax(-1) * costs[:, :, 0]).sum()
     assert after < before
@@ -191,9 +264,11 @@ def test_resource_gradient_methods():
 
 # ---- derivation, config, search --------------------------------------------------------------
 
+
 def test_child_is_the_argmax_in_both_genotype_forms():
-    config = snas.SnasConfig(C=2, layers=3, epochs=1, batch_size=8, steps_per_epoch=1,
-                             augment=None)
+    config = snas.SnasConfig(
+        C=2, layers=3, epochs=1, batch_size=8, steps_per_epoch=1, augment=None
+    )
     search = snas.SnasSearch(config, toy_images(), "cpu", seed=0)
     with torch.no_grad():
         search.alphas.normal.copy_(hand_built_cell().float())
@@ -201,11 +276,20 @@ def test_child_is_the_argmax_in_both_genotype_forms():
     all_form = search.genotype()
     assert all_form.form == "all" and len(all_form.normal) == 14
     assert all_form.nodes("normal")[0] == (("sep_conv_3x3", 0), ("skip_connect", 1))
-    assert all_form.nodes("normal")[3] == (("none", 0), ("none", 1), ("none", 2),
-                                           ("none", 3), ("none", 4))
+    assert all_form.nodes("normal")[3] == (
+        ("none", 0),
+        ("none", 1),
+        ("none", 2),
+        ("none", 3),
+        ("none", 4),
+    )
     pairs = search.genotype("pairs")
-    assert pairs.normal[:4] == (("sep_conv_3x3", 0), ("skip_connect", 1),
-                                ("max_pool_3x3", 0), ("dil_conv_5x5", 2))
+    assert pairs.normal[:4] == (
+        ("sep_conv_3x3", 0),
+        ("skip_connect", 1),
+        ("max_pool_3x3", 0),
+        ("dil_conv_5x5", 2),
+    )
     assert all(op != "none" for op, _ in pairs.normal)
     n, r = search.child_weights()
     assert torch.equal(n, hand_built_cell().float())
@@ -216,8 +300,11 @@ def test_paper_config_budgets_and_errors():
     paper = spec.config("paper")
     assert paper == snas.SnasConfig()
     assert (paper.epochs, paper.C, paper.layers, paper.batch_size) == (150, 16, 8, 64)
-    assert (paper.temperature, paper.temperature_min, paper.temperature_epochs) == (1.0, 0.03,
-                                                                                    150)
+    assert (paper.temperature, paper.temperature_min, paper.temperature_epochs) == (
+        1.0,
+        0.03,
+        150,
+    )
     assert paper.resource_method == "reparametrization" and paper.log_penalty
     assert paper.resource_lambda == 1.5e-3 and paper.drop_path_prob == 0.3
     smoke = spec.config("smoke")
@@ -228,8 +315,18 @@ def test_paper_config_budgets_and_errors():
         snas.SnasConfig(temperature_min=2.0)
 
 
-TINY = dict(C=2, layers=3, epochs=2, temperature_epochs=2, batch_size=8, steps_per_epoch=2,
-            valid_batches=1, augment=None, arch_lr=3e-2, drop_path_prob=0.2)
+TINY = dict(
+    C=2,
+    layers=3,
+    epochs=2,
+    temperature_epochs=2,
+    batch_size=8,
+    steps_per_epoch=2,
+    valid_batches=1,
+    augment=None,
+    arch_lr=3e-2,
+    drop_path_prob=0.2,
+)
 
 
 def test_single_level_step_updates_weights_and_alphas_from_the_training_loss():
@@ -247,7 +344,8 @@ def test_search_records_and_resume_with_the_same_samples():
     data = toy_images()
     full = snas.SnasSearch(config, data, "cpu", seed=2).run_all()
     assert [round(r.extra["temperature"], 6) for r in full] == [
-        round(snas.temperature(e, 1.0, 0.03, 3), 6) for e in range(3)]
+        round(snas.temperature(e, 1.0, 0.03, 3), 6) for e in range(3)
+    ]
     for r in full:
         assert Genotype.from_dict(r.architecture).form == "all"
         assert Genotype.from_dict(r.extra["genotype_pairs"]).form == "pairs"
@@ -265,6 +363,8 @@ def test_search_records_and_resume_with_the_same_samples():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_snas_epochs_on_cuda():
-    records = snas.SnasSearch(snas.SnasConfig(**TINY), toy_images(), "cuda", seed=0).run_all()
+    records = snas.SnasSearch(
+        snas.SnasConfig(**TINY), toy_images(), "cuda", seed=0
+    ).run_all()
     assert len(records) == 2
     assert all(math.isfinite(r.extra["resource_penalty"]) for r in records)

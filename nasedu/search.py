@@ -189,6 +189,30 @@ class AskTellSearch(Search):
         self.strategy.load_state_dict(state["strategy"])
 
 
+class EpochSearch(Search):
+    """A search whose step is one epoch of training a supernet (DARTS, SNAS, the
+    recurrent DARTS search): one record per epoch, done after ``epochs`` epochs, and
+    the result is the architecture derived from the *final* α (DARTS §2.4), not the
+    best epoch's. Subclasses set ``self.epochs`` and ``self.epoch``."""
+
+    epochs: int
+    epoch: int
+
+    def done(self) -> bool:
+        return self.epoch >= self.epochs
+
+    def progress_total(self) -> int | None:
+        return self.epochs
+
+    def result(self, records: list[HistoryRecord]) -> dict[str, Any]:
+        last = records[-1]
+        return {
+            "architecture": last.architecture,
+            "reward": last.reward,
+            "step": last.step,
+        }
+
+
 # --------------------------------------------------------------------------- methods
 @dataclass(frozen=True)
 class Method:

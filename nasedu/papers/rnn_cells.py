@@ -43,7 +43,7 @@ from torch import nn
 from torch.func import functional_call
 
 from nasedu.papers.darts import ORDERS, hypergradient
-from nasedu.search import Clock, HistoryRecord, Search
+from nasedu.search import Clock, EpochSearch, HistoryRecord
 
 RNN_PRIMITIVES = (
     "none",
@@ -503,7 +503,7 @@ RECURRENT_BUDGETS: dict[str, dict[str, Any]] = {
 }
 
 
-class RecurrentSearch(Search):
+class RecurrentSearch(EpochSearch):
     """DARTS on the recurrent cell, one epoch per ``step``: w on the training text, α on
     the validation text (R-DARTS ``rnn/train_search.py`` trains α on PTB's validation
     split, ``search_data = batchify(corpus.valid, ...)``)."""
@@ -668,20 +668,6 @@ class RecurrentSearch(Search):
         )
         self.epoch += 1
         return [record]
-
-    def done(self) -> bool:
-        return self.epoch >= self.epochs
-
-    def progress_total(self) -> int | None:
-        return self.epochs
-
-    def result(self, records: list[HistoryRecord]) -> dict[str, Any]:
-        last = records[-1]
-        return {
-            "architecture": last.architecture,
-            "reward": last.reward,
-            "step": last.step,
-        }
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -42,7 +42,7 @@ from torch import nn
 
 from nasedu.genotypes import Genotype
 from nasedu.ops import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN, build
-from nasedu.search import Clock, HistoryRecord, Search
+from nasedu.search import Clock, EpochSearch, HistoryRecord
 
 POOLS = ("max_pool_3x3", "avg_pool_3x3")
 #: Convolutions the fused cell batches: name → (kernel size, dilation, separable twice).
@@ -591,7 +591,7 @@ def cosine_lr(epoch: int, epochs: int, lr: float, lr_min: float) -> float:
     return lr_min + (lr - lr_min) * (1 + math.cos(math.pi * epoch / epochs)) / 2
 
 
-class SupernetSearch(Search):
+class SupernetSearch(EpochSearch):
     """One epoch of a supernet search per ``step`` (the unit ``nasedu.search.run``
     checkpoints), shared by DARTS and SNAS.
 
@@ -698,21 +698,6 @@ class SupernetSearch(Search):
     def epoch_extra(self) -> dict[str, Any]:
         """Method-specific numbers for the epoch's record (learning rate, temperature)."""
         return {}
-
-    def done(self) -> bool:
-        return self.epoch >= self.epochs
-
-    def progress_total(self) -> int | None:
-        return self.epochs
-
-    def result(self, records: list[HistoryRecord]) -> dict[str, Any]:
-        """The cell derived from the final α (DARTS §2.4), not the best epoch's."""
-        last = records[-1]
-        return {
-            "architecture": last.architecture,
-            "reward": last.reward,
-            "step": last.step,
-        }
 
     def state_dict(self) -> dict[str, Any]:
         return {

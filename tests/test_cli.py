@@ -94,6 +94,8 @@ def _cli(*args):
         ("snas", ["epochs=3"], 3),
         ("autokeras", ["models=3", "t_min=0.3"], 3),
         ("nasbot", ["evaluations=3", "init_evaluations=2"], 3),
+        ("enas", ["micro.training.epochs=3"], 3),
+        ("enas_random", ["micro.training.epochs=3"], 3),
     ],
 )
 def test_sigterm_saves_and_resume_matches_uninterrupted_run(

@@ -16,6 +16,7 @@ from nasedu.strategies.controller import (
     Choice,
     Controller,
     ControllerStrategy,
+    NewCell,
     Pick,
     Reinforce,
     Skips,
@@ -234,3 +235,16 @@ def test_temperature_and_tanh_constant_flatten_the_policy():
     assert capped <= math.exp(2.2) / (math.exp(2.2) + 3) + 1e-6 < sharp
     ctrl.tanh_constant, ctrl.temperature = None, 5.0
     assert ctrl.evaluate([Choice("op", 4)], [0]).log_prob.exp() < sharp
+
+
+def test_a_new_cell_forgets_the_anchors_but_keeps_the_lstm_state():
+    ctrl = make_controller(4)
+    one = [Anchor(), Anchor(), Pick(2)]
+    with pytest.raises(ValueError, match="anchors so far"):
+        ctrl.sample([Anchor(), NewCell(), Pick(1)])
+    both = ctrl.evaluate([*one, NewCell(), *one], [None, None, 1, None, None, None, 0])
+    first = ctrl.evaluate(one, [None, None, 1])
+    second_alone = ctrl.evaluate(one, [None, None, 0])
+    # The second cell's choice is conditioned on the first cell (state carried on).
+    assert not torch.allclose(both.log_prob, first.log_prob + second_alone.log_prob)
+    assert decisions_from_data(decisions_to_data([NewCell()])) == [NewCell()]

@@ -28,14 +28,13 @@ code, ``R-ENAS`` = ``melodyguan/enas@00787a5`` (``scripts/cifar10_micro_search.s
 marked with the script or file it comes from (``/work/shared/reference``
 paper-settings §3).
 
-Deliberate differences, each small: the reduction cell is sampled from a fresh LSTM
-state (R-ENAS carries the normal cell's state over; see ``EnasController``); the
-micro search builds no auxiliary head and its reduction cells use NetworkCIFAR's
-strided edges (R-ENAS reduces the inputs first), so that every child *is* a
-``NetworkCIFAR``; the recurrent search has no BatchNorm (R-ENAS ``_rhn_enas`` has
-one, its fixed child none), so search and fixed cell compute the same function; the
-supernets' BatchNorms always use the batch's statistics (R-ENAS scores children with
-running averages accumulated over all of them).
+Deliberate differences, each small: the micro search builds no auxiliary head and
+its reduction cells use NetworkCIFAR's strided edges (R-ENAS reduces the inputs
+first), so that every child *is* a ``NetworkCIFAR``; the recurrent search has no
+BatchNorm (R-ENAS ``_rhn_enas`` has one, its fixed child none), so search and fixed
+cell compute the same function; the supernets' BatchNorms always use the batch's
+statistics (R-ENAS scores children with running averages accumulated over all of
+them).
 
 ``smoke`` shrinks everything to seconds on a CPU (see ``BUDGETS``).
 """
@@ -65,7 +64,6 @@ from nasedu.spaces.enas_spaces import (
     MacroArch,
     MacroSpace,
     MicroSpace,
-    NewCell,
     RecurrentArch,
     RecurrentSpace,
 )
@@ -75,38 +73,6 @@ SPACES = ("micro", "macro", "rnn")
 
 
 # --------------------------------------------------------------------------- controller
-class EnasController(Controller):
-    """The shared controller, with one addition: a ``NewCell`` marker in a decision
-    sequence starts a fresh LSTM sequence (zero state, fresh anchors), so the
-    reduction cell's ``Pick``\\ s choose among its own inputs and nodes. Log-
-    probabilities and entropies of the parts add up.
-
-    R-ENAS (``micro_controller._build_sampler(prev_c, prev_h)``) continues the LSTM
-    state from the normal into the reduction cell; the shared controller's anchors are
-    per sequence, so here the two cells are sampled independently.
-    """
-
-    def _run(self, decisions, actions, generator, temperature) -> Sample:
-        cuts = [n for n, d in enumerate(decisions) if isinstance(d, NewCell)]
-        bounds = list(zip([0] + [c + 1 for c in cuts], cuts + [len(decisions)]))
-        taken: list[Any] = []
-        log_prob = entropy = self.start.new_zeros(())
-        skips = []
-        for k, (a, b) in enumerate(bounds):
-            if k:
-                taken.append(None)  # the NewCell marker
-            part = super()._run(
-                decisions[a:b],
-                None if actions is None else list(actions[a:b]),
-                generator,
-                temperature,
-            )
-            taken += part.actions
-            log_prob, entropy = log_prob + part.log_prob, entropy + part.entropy
-            skips.append(part.skip_probs)
-        return Sample(taken, log_prob, entropy, torch.cat(skips))
-
-
 def skip_penalty(skip_probs: torch.Tensor, target: float) -> torch.Tensor:
     """KL(Bernoulli(p) ‖ Bernoulli(target)) summed over every skip decision (R-ENAS
     ``general_controller``: ``skip_prob · log(skip_prob / skip_targets)`` summed)."""
@@ -760,9 +726,7 @@ def cosine_restarts(
     )
 
 
-def make_controller(
-    space: Any, settings: ControllerSettings, seed: int
-) -> EnasController:
+def make_controller(space: Any, settings: ControllerSettings, seed: int) -> Controller:
     """The controller of a space with ``settings`` (R-ENAS's op logits get
     ``tanh_constant / op_tanh_reduce``)."""
     kinds = {"op": len(getattr(space, "primitives", getattr(space, "ops", ())))}
@@ -773,7 +737,7 @@ def make_controller(
         kind_tanh = {"op": settings.tanh_constant / settings.op_tanh_reduce}
     with torch.random.fork_rng(devices=[]):  # seeds the weights, not the caller's RNG
         torch.manual_seed(seed)
-        return EnasController(
+        return Controller(
             kinds,
             hidden=settings.hidden,
             layers=1,  # R-ENAS lstm_num_layers=1

@@ -31,15 +31,7 @@ from typing import Any
 
 from nasedu.genotypes import Genotype
 from nasedu.ops import ENAS_PRIMITIVES
-from nasedu.strategies.controller import Anchor, Choice, Pick, Skips
-
-
-@dataclass(frozen=True)
-class NewCell:
-    """Marks where a second, separately sampled cell starts in a decision sequence
-    (the micro space's reduction cell). ``EnasController`` in ``nasedu.papers.enas``
-    starts a fresh LSTM sequence there, so that ``Pick`` counts the new cell's anchors
-    only; its action is None."""
+from nasedu.strategies.controller import Anchor, Choice, NewCell, Pick, Skips
 
 
 # --------------------------------------------------------------------------- micro

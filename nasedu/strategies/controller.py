@@ -1,4 +1,4 @@
-"""The RNN controller of NAS-RL, NASNet and ENAS (chapters *NAS-RL*, *NASNet*, *ENAS*).
+r"""The RNN controller of NAS-RL, NASNet and ENAS (chapters *NAS-RL*, *NASNet*, *ENAS*).
 
 Zoph & Le (ICLR 2017, arXiv:1611.01578, §3.1) describe an architecture as a sequence
 of tokens and let an LSTM emit it one token at a time: each token is sampled from a
@@ -15,7 +15,11 @@ lists its tokens as *decisions*:
   anchor, ``P(j → i) = sigmoid(vᵀ tanh(W_prev h_j + W_curr h_i))``; the current state
   then becomes an anchor itself (also ENAS's macro skip connections);
 * ``Anchor()`` — one LSTM step whose state becomes an anchor, with no token (ENAS's
-  cell inputs and finished nodes).
+  cell inputs and finished nodes);
+* ``NewCell()`` — a second cell starts: the anchors are forgotten, so its ``Pick``\ s
+  count its own inputs and nodes, while the LSTM state carries on (ENAS samples the
+  reduction cell after the normal one, ``micro_controller._build_sampler(prev_c,
+  prev_h)``).
 
 Two updates train it: ``Reinforce`` (Williams 1992; NAS-RL §3.2, ENAS) with an
 exponential-moving-average baseline and an optional entropy bonus, and ``PPO`` with the
@@ -67,8 +71,16 @@ class Anchor:
     """An LSTM step whose hidden state becomes an anchor; no token is sampled."""
 
 
-Decision = Choice | Pick | Skips | Anchor
+@dataclass(frozen=True)
+class NewCell:
+    """A new cell starts: forget the anchors, keep the LSTM state; action None."""
+
+
+Decision = Choice | Pick | Skips | Anchor | NewCell
 Action = int | tuple[int, ...] | None
+
+
+_VALID = "Choice, Pick, Skips, Anchor, NewCell"
 
 
 def decisions_to_data(decisions: Sequence[Decision]) -> list[list[Any]]:
@@ -81,8 +93,10 @@ def decisions_to_data(decisions: Sequence[Decision]) -> list[list[Any]]:
             out.append(["pick", d.count])
         elif isinstance(d, Skips):
             out.append(["skips", d.count])
+        elif isinstance(d, (Anchor, NewCell)):
+            out.append(["anchor" if isinstance(d, Anchor) else "new_cell"])
         else:
-            out.append(["anchor"])
+            raise ValueError(f"unknown decision {d!r}; valid choices: {_VALID}")
     return out
 
 
@@ -93,6 +107,7 @@ def decisions_from_data(data: Sequence[Sequence[Any]]) -> list[Decision]:
         "pick": lambda count: Pick(int(count)),
         "skips": lambda count: Skips(int(count)),
         "anchor": Anchor,
+        "new_cell": NewCell,
     }
     out = []
     for name, *args in data:
@@ -225,6 +240,10 @@ class Controller(nn.Module):
         skip_probs: list[torch.Tensor] = []
         for n, d in enumerate(decisions):
             given = actions[n] if actions is not None else None
+            if isinstance(d, NewCell):
+                anchors, x = [], self.start
+                taken.append(None)
+                continue
             h = self._step(x, state)
             if isinstance(d, Anchor):
                 anchors.append(h)
@@ -300,9 +319,7 @@ class Controller(nn.Module):
                 anchors.append(h)
                 taken.append(bits)
             else:
-                raise ValueError(
-                    f"unknown decision {d!r}; valid choices: Choice, Pick, Skips, Anchor"
-                )
+                raise ValueError(f"unknown decision {d!r}; valid choices: {_VALID}")
         probs = torch.cat(skip_probs) if skip_probs else self.start.new_zeros(0)
         return Sample(taken, log_prob, entropy, probs)
 

@@ -730,3 +730,503 @@ def hard_gumbel_softmax(hard_gumbel_softmax: Callable) -> None:
         "hard_gumbel_softmax draws one-hot samples with the probabilities "
         "softmax(logits) at three temperatures and passes gradients to the logits."
     )
+
+
+enas = Checks("enas")
+
+
+# ---- enas, lab 1: the loose ends of a cell (ENAS §2.3) ---------------------------------------
+
+
+@enas.add
+def loose_ends(loose_ends: Callable) -> None:
+    """Lab 1 of chapter *ENAS*: ``loose_ends(inputs, nodes)`` lists the intermediate
+    states 2..nodes+1 that no node reads (``inputs`` holds the two input indices of
+    every node, in order); compared with ``nasedu.spaces.enas_spaces.loose_ends``."""
+    __tracebackhide__ = True  # noqa: F841
+    from nasedu.spaces.enas_spaces import loose_ends as right
+
+    rng = random.Random(0)
+    cases = [([0, 1, 0, 1, 0, 1, 0, 1, 0, 1], 5), ([0, 0, 2, 2, 3, 3], 3), ([1, 1], 1)]
+    for nodes in (2, 3, 5, 5, 5):
+        cases.append(
+            ([rng.randrange(i + 2) for i in range(nodes) for _ in range(2)], nodes)
+        )
+    for inputs, nodes in cases:
+        got = call_student(loose_ends, "loose_ends", list(inputs), nodes)
+        try:
+            got = tuple(int(j) for j in got)
+        except TypeError:
+            fail(f"loose_ends should return a list of state indices, got {got!r}.")
+        want = right(inputs, nodes)
+        if got == want:
+            continue
+        call = f"loose_ends({inputs}, {nodes})"
+        if got == tuple(j - 2 for j in want) or got == tuple(
+            j for j in range(nodes) if j + 2 not in set(inputs)
+        ):
+            fail(
+                f"{call} returned {list(got)}: states are numbered with the two cell "
+                f"inputs first, so node i is state i + 2; the answer is {list(want)}."
+            )
+        if any(j in (0, 1) for j in got):
+            fail(
+                f"{call} returned {list(got)}, which includes a cell input (0 or 1): only "
+                f"the intermediate nodes 2..{nodes + 1} are concatenated."
+            )
+        if set(got) == set(want):
+            fail(f"{call} returned {list(got)}: list the states in increasing order.")
+        fail(f"{call} returned {list(got)}; the loose ends are {list(want)}.")
+    passed(f"loose_ends finds the concatenated nodes of {len(cases)} cells.")
+
+
+# ---- enas, lab 2: the skip penalty of the macro space --------------------------------------
+
+
+@enas.add
+def skip_penalty(skip_penalty: Callable) -> None:
+    """Lab 2 of chapter *ENAS*: ``skip_penalty(p, target)`` is
+    Σ_j KL(Bernoulli(p_j) ‖ Bernoulli(target)); compared with
+    ``nasedu.papers.enas.skip_penalty``."""
+    __tracebackhide__ = True  # noqa: F841
+    import torch
+
+    from nasedu.papers.enas import skip_penalty as right
+
+    cases = [
+        (torch.tensor([0.4, 0.4, 0.4]), 0.4),
+        (torch.tensor([0.9, 0.1, 0.5, 0.3]), 0.4),
+        (torch.tensor([0.2, 0.7]), 0.25),
+    ]
+    for p, target in cases:
+        got = call_student(skip_penalty, "skip_penalty", p.clone(), target)
+        try:
+            got = float(got.detach() if isinstance(got, torch.Tensor) else got)
+        except (TypeError, ValueError):
+            fail(f"skip_penalty should return a number (a 0-dim tensor), got {got!r}.")
+        want = float(right(p, target))
+        if math.isclose(got, want, rel_tol=1e-4, abs_tol=1e-6):
+            continue
+        plist = [round(float(v), 3) for v in p]
+        one_sided = float((p * (p / target).log()).sum())
+        reverse = float(
+            (
+                target * (target / p).log()
+                + (1 - target) * ((1 - target) / (1 - p)).log()
+            ).sum()
+        )
+        mean = want / len(p)
+        if math.isclose(got, one_sided, rel_tol=1e-4):
+            fail(
+                f"skip_penalty({plist}, {target}) returned {got:.4f}: only the p·log(p/t) "
+                f"term. A skip bit is a Bernoulli variable; its KL divergence also has "
+                f"the (1 - p)·log((1 - p)/(1 - t)) term for 'no skip'."
+            )
+        if math.isclose(got, reverse, rel_tol=1e-4):
+            fail(
+                f"skip_penalty({plist}, {target}) returned {got:.4f}, KL(target ‖ p): "
+                f"the divergence is taken from the controller's distribution p to the "
+                f"prior, KL(p ‖ target)."
+            )
+        if math.isclose(got, mean, rel_tol=1e-4):
+            fail(
+                f"skip_penalty({plist}, {target}) returned {got:.4f}, the mean over the "
+                f"skip bits: ENAS sums the KL over them."
+            )
+        fail(
+            f"skip_penalty({plist}, {target}) returned {got:.4f}; expected {want:.4f}."
+        )
+    p = torch.tensor([0.8, 0.3], requires_grad=True)
+    value = call_student(skip_penalty, "skip_penalty", p, 0.4)
+    if not isinstance(value, torch.Tensor) or not value.requires_grad:
+        fail(
+            "skip_penalty returns no tensor with a gradient: compute it with torch "
+            "operations on p, so that the controller can descend it."
+        )
+    passed(
+        f"skip_penalty gives the KL divergence to the skip prior on {len(cases)} cases "
+        f"and is differentiable."
+    )
+
+
+pnas = Checks("pnas")
+
+
+# ---- pnas, lab 1: the blocks a cell can grow by (§3.1) --------------------------------------
+
+
+@pnas.add
+def block_choices(block_choices: Callable) -> None:
+    """Lab 1 of chapter *PNAS*: ``block_choices(position, primitives)`` lists every
+    distinct block ``(in1, op1, in2, op2)`` that can be block ``position`` (0-based) of
+    a cell, one per unordered pair; compared with ``PNASSpace.block_choices``."""
+    __tracebackhide__ = True  # noqa: F841
+    from nasedu.spaces.pnas import PNASSpace, canonical_block
+
+    for position, primitives in [
+        (0, ("sep_conv_3x3", "max_pool_3x3")),
+        (1, ("sep_conv_3x3", "max_pool_3x3", "skip_connect")),
+        (2, ("skip_connect",)),
+    ]:
+        args = f"block_choices({position}, {list(primitives)})"
+        got = call_student(block_choices, "block_choices", position, list(primitives))
+        try:
+            got = [tuple(b) for b in got]
+            canonical = [canonical_block(*b) for b in got]
+        except (TypeError, ValueError):
+            fail(f"{args} should return (in1, op1, in2, op2) tuples, got {got!r}.")
+        space = PNASSpace(primitives=primitives, blocks=position + 1)
+        want = set(space.block_choices(position))
+        inputs = {i for b in got for i in (b[0], b[2])}
+        if not inputs <= set(range(position + 2)):
+            fail(
+                f"{args} uses input(s) {sorted(inputs - set(range(position + 2)))}: "
+                f"block {position} may read the two cell inputs (0, 1) and the "
+                f"blocks before it (2..{position + 1}), nothing else."
+            )
+        if len(set(canonical)) < len(canonical):
+            fail(
+                f"{args} returned {len(canonical)} blocks, but only "
+                f"{len(set(canonical))} differ: a block and its swap (in2, op2, in1, op1) "
+                f"add the same two tensors, so list each unordered pair once."
+            )
+        missing = want - set(canonical)
+        if missing:
+            same = [b for b in missing if (b[0], b[1]) == (b[2], b[3])]
+            if len(same) == len(missing):
+                fail(
+                    f"{args} misses blocks such as {same[0]}: the same (input, op) may "
+                    f"be chosen twice (it adds a tensor to itself)."
+                )
+            example = sorted(missing)[0]
+            fail(f"{args} misses {len(missing)} blocks, for example {example}.")
+        if set(canonical) != want:
+            extra = sorted(set(canonical) - want)[:3]
+            fail(f"{args} returned blocks outside the space: {extra}.")
+    passed(
+        "block_choices lists every block once, with both cell inputs and all earlier "
+        "blocks as inputs: 1-block cells of PNAS's 8 operations number "
+        f"{len(PNASSpace().initial())}."
+    )
+
+
+# ---- pnas, lab 2: one step of Algorithm 1 (§3.2) --------------------------------------------
+
+
+@pnas.add
+def next_beam(next_beam: Callable) -> None:
+    """Lab 2 of chapter *PNAS*: ``next_beam(parents, space, predict, k)`` expands every
+    parent by one block, scores all children with ``predict`` (a list of cells in, a
+    list of scores out) and returns the ``k`` children with the highest scores, best
+    first; compared with a brute-force ranking."""
+    __tracebackhide__ = True  # noqa: F841
+    from nasedu.spaces.pnas import PNASSpace
+
+    ops = ("sep_conv_3x3", "max_pool_3x3", "skip_connect")
+    space = PNASSpace(primitives=ops, blocks=3)
+
+    def predict(cells):
+        # A toy predictor without ties: a fixed pseudo-random score per cell.
+        return [random.Random(c.key()).random() for c in cells]
+
+    parents = space.initial()[:6]
+    for k in (5, 1):
+        args = f"next_beam(<{len(parents)} one-block cells>, space, predict, k={k})"
+        got = call_student(next_beam, "next_beam", parents, space, predict, k)
+        got = list(got)
+        children = [ch for p in parents for ch in space.expand(p)]
+        scores = predict(children)
+        order = sorted(range(len(children)), key=lambda i: -scores[i])
+        ranked = [children[i] for i in order]
+        want = ranked[:k]
+        if len(got) != k:
+            fail(f"{args} returned {len(got)} cells; the beam holds exactly k = {k}.")
+        if got == want:
+            continue
+        if got == ranked[::-1][:k]:
+            fail(f"{args} returned the {k} lowest-scored children: keep the highest.")
+        one_parent = len({c.blocks[:1] for c in got}) == 1
+        if one_parent and len({c.blocks[:1] for c in want}) > 1:
+            fail(
+                f"{args} only grew one parent: Algorithm 1 expands every cell of the "
+                f"previous step and ranks all their children together."
+            )
+        if set(got) == set(want):
+            fail(f"{args} returned the right cells in the wrong order: best first.")
+        fail(
+            f"{args} returned {[c.blocks for c in got][:2]}…, but the best child is "
+            f"{want[0].blocks} (score {predict([want[0]])[0]:.3f})."
+        )
+    passed(
+        "next_beam expands every parent, ranks all the children by the predictor and "
+        "keeps the top k, best first."
+    )
+
+
+nas_rl = Checks("nas_rl")
+
+
+# ---- nas_rl, lab 1: the REINFORCE loss with a baseline (NAS-RL §3.2) -------------------------
+
+
+@nas_rl.add
+def reinforce_loss(reinforce_loss: Callable) -> None:
+    """Lab 1 of chapter *NAS-RL*: ``reinforce_loss(log_probs, rewards, baseline)`` is the
+    loss whose gradient is the REINFORCE estimate of §3.2,
+    −1/m Σ_k (R_k − b) log P(a_k); ``log_probs`` (m,) carries the graph, ``rewards`` is
+    a list of m floats, ``baseline`` a float."""
+    __tracebackhide__ = True  # noqa: F841
+    import torch
+
+    cases = [
+        ([-1.0, -2.0, -0.5], [0.9, 0.5, 0.7], 0.6),
+        ([-3.0, -0.1], [0.2, 0.4], 0.4),
+        ([-0.7, -1.3, -2.2, -0.4], [0.81, 0.64, 0.1, 0.9], 0.0),
+    ]
+    for values, rewards, b in cases:
+        log_probs = torch.tensor(values, requires_grad=True)
+        args = f"reinforce_loss(log_probs={values}, rewards={rewards}, baseline={b})"
+        got = call_student(reinforce_loss, "reinforce_loss", log_probs, rewards, b)
+        if not isinstance(got, torch.Tensor) or got.numel() != 1:
+            fail(f"{args} should return a 0-dim tensor (a scalar loss), got {got!r}.")
+        if not got.requires_grad:
+            fail(
+                f"{args} returned a loss without a graph: keep log_probs a tensor (do "
+                f"not call .item() or float() on it), so that backward() reaches the "
+                f"controller."
+            )
+        want = -sum((r - b) * v for r, v in zip(rewards, values)) / len(values)
+        value = float(got.detach())
+        if math.isclose(value, want, abs_tol=1e-5):
+            got.backward()
+            grad = log_probs.grad
+            expected = [-(r - b) / len(values) for r in rewards]
+            if grad is None or not torch.allclose(
+                grad, torch.tensor(expected), atol=1e-5
+            ):
+                fail(
+                    f"{args} has the right value but the wrong gradient "
+                    f"{None if grad is None else grad.tolist()}; expected {expected}: "
+                    f"only log_probs may carry gradients."
+                )
+            continue
+        if math.isclose(value, -want, abs_tol=1e-5):
+            fail(
+                f"{args} returned {value:.4f}, the right size with the wrong sign: the "
+                f"optimiser MINIMISES the loss, and we want to MAXIMISE the expected "
+                f"reward, so the loss is −mean((R − b) · log P)."
+            )
+        no_baseline = -sum(r * v for r, v in zip(rewards, values)) / len(values)
+        if b and math.isclose(value, no_baseline, abs_tol=1e-5):
+            fail(
+                f"{args} returned {value:.4f}: the baseline is missing. Subtract b "
+                f"from every reward: −mean((R − b) · log P)."
+            )
+        if math.isclose(value, want * len(values), abs_tol=1e-5):
+            fail(
+                f"{args} returned {value:.4f}, the sum over the m architectures: "
+                f"§3.2 averages, 1/m Σ_k."
+            )
+        fail(f"{args} returned {value:.4f}; −mean((R − b) · log P) is {want:.4f}.")
+    passed(
+        "reinforce_loss is −mean((R − b) · log P), and its gradient reaches only the "
+        "log-probabilities."
+    )
+
+
+# ---- nas_rl, lab 2: concatenate inputs of different sizes (NAS-RL §3.3) ----------------------
+
+
+@nas_rl.add
+def concat_padded(concat_padded: Callable) -> None:
+    """Lab 2 of chapter *NAS-RL*: ``concat_padded(tensors)`` zero-pads (B, C_i, H_i,
+    W_i) maps to the largest height and width, the extra split evenly with the odd
+    row/column at the bottom/right, and concatenates them in depth (§3.3, rules 1 and 4);
+    compared with ``nasedu.spaces.layerwise.concat_padded``."""
+    __tracebackhide__ = True  # noqa: F841
+    import torch
+
+    from nasedu.spaces.layerwise import concat_padded as right
+
+    gen = torch.Generator().manual_seed(0)
+    shapes_cases = [
+        [(2, 3, 8, 8)],
+        [(2, 3, 8, 8), (2, 5, 8, 8)],
+        [(2, 3, 8, 8), (2, 4, 4, 4)],
+        [(1, 2, 3, 7), (1, 1, 6, 2), (1, 3, 5, 5)],
+    ]
+    for shapes in shapes_cases:
+        # Positive values, as after a ReLU: a zero in the output can only be padding.
+        tensors = [torch.rand(s, generator=gen) + 0.5 for s in shapes]
+        args = f"concat_padded(<maps of shapes {shapes}>)"
+        got = call_student(concat_padded, "concat_padded", tensors)
+        want = right(tensors)
+        if not isinstance(got, torch.Tensor):
+            fail(f"{args} should return a tensor, got {type(got).__name__}.")
+        if got.shape != want.shape:
+            channels = sum(s[1] for s in shapes)
+            if got.shape[1] != channels:
+                fail(
+                    f"{args} returned shape {tuple(got.shape)}: concatenate along the "
+                    f"channel dimension (dim=1), giving {channels} channels."
+                )
+            if got.shape[2] < want.shape[2] or got.shape[3] < want.shape[3]:
+                fail(
+                    f"{args} returned shape {tuple(got.shape)}, smaller than the "
+                    f"largest input: pad the small maps up, never crop the large ones."
+                )
+            fail(
+                f"{args} returned shape {tuple(got.shape)}; expected {tuple(want.shape)}."
+            )
+        if torch.allclose(got, want):
+            continue
+        if (got.sum() - want.sum()).abs() < 1e-3 and (got != 0).sum() == (
+            want != 0
+        ).sum():
+            fail(
+                f"{args} put the values in the right amount of zeros but at the wrong "
+                f"place: split the padding evenly, dh // 2 on top and the rest at the "
+                f"bottom (the same for the width), F.pad(x, (left, right, top, bottom))."
+            )
+        fail(
+            f"{args} does not match: each map must keep its values unchanged and be "
+            f"surrounded by zeros (F.pad with value 0; no interpolation)."
+        )
+    passed(
+        "concat_padded zero-pads every map to the largest height and width and "
+        "concatenates them in depth."
+    )
+
+
+nasnet = Checks("nasnet")
+
+
+# ---- nasnet, lab 1: ScheduledDropPath (NASNet App. A.5, TF-Slim _apply_drop_path) ------------
+
+
+@nasnet.add
+def scheduled_keep_prob(scheduled_keep_prob: Callable) -> None:
+    """Lab 1 of chapter *NASNet*: ``scheduled_keep_prob(keep_prob, cell, num_cells,
+    step, total_steps)`` is the probability of *keeping* a path in cell ``cell``
+    (0-based) at training step ``step``, scaled by depth and by time as TF-Slim does;
+    compared with ``1 - nasedu.papers.nasnet.scheduled_drop_path``."""
+    __tracebackhide__ = True  # noqa: F841
+    from nasedu.papers.nasnet import scheduled_drop_path
+
+    cases = [
+        (0.6, cell, 20, step, 1000)
+        for cell in (0, 9, 19)
+        for step in (0, 250, 1000, 3000)
+    ] + [(0.7, 3, 8, 40, 100)]
+    for keep, cell, n, step, total in cases:
+        args = f"scheduled_keep_prob({keep}, {cell}, {n}, {step}, {total})"
+        got = call_student(
+            scheduled_keep_prob, "scheduled_keep_prob", keep, cell, n, step, total
+        )
+        try:
+            got = float(got)
+        except (TypeError, ValueError):
+            fail(f"{args} should return a number, got {got!r}.")
+        want = 1 - scheduled_drop_path(1 - keep, cell, n, step / total)
+        if math.isclose(got, want, abs_tol=1e-9):
+            continue
+        t, r = step / total, (cell + 1) / n
+        if math.isclose(got, 1 - scheduled_drop_path(1 - keep, cell, n, 1.0)):
+            fail(
+                f"{args} returned {got!r}: that is the value at the end of training. "
+                f"The drop probability grows linearly with step / total_steps."
+            )
+        if math.isclose(got, 1 - t * r * (1 - keep), abs_tol=1e-9):
+            fail(
+                f"{args} returned {got!r}: after total_steps the schedule stays at its "
+                f"final value; clip step / total_steps at 1 with min(1, ...)."
+            )
+        if math.isclose(got, 1 - min(1.0, t) * (1 - keep), abs_tol=1e-9):
+            fail(
+                f"{args} returned {got!r}: you scale by time only. TF-Slim also scales "
+                f"by depth, r = (cell + 1) / num_cells, so early cells drop less."
+            )
+        if math.isclose(got, 1 - min(1.0, t) * cell / n * (1 - keep), abs_tol=1e-9):
+            fail(
+                f"{args} returned {got!r}: the depth ratio is (cell + 1) / num_cells, "
+                f"so that the first cell (cell = 0) drops paths too."
+            )
+        if math.isclose(got, 1 - want, abs_tol=1e-9):
+            fail(f"{args} returned {got!r}: a drop probability; return the keep one.")
+        fail(f"{args} returned {got!r}; TF-Slim's schedule keeps with {want!r}.")
+    passed(
+        f"scheduled_keep_prob matches TF-Slim's ScheduledDropPath on {len(cases)} "
+        f"(cell, step) pairs, past the end of the schedule included."
+    )
+
+
+# ---- nasnet, lab 2: PPO's clipped surrogate (Schulman et al. 2017, Eq. 7) ---------------------
+
+
+@nasnet.add
+def clipped_surrogate(clipped_surrogate: Callable) -> None:
+    """Lab 2 of chapter *NASNet*: ``clipped_surrogate(ratio, advantage, eps)`` returns,
+    per sample, min(ρ·A, clip(ρ, 1−ε, 1+ε)·A) (tensors in, a tensor out); compared with
+    ``nasedu.strategies.controller.ppo_loss``, sample by sample, values and gradients."""
+    __tracebackhide__ = True  # noqa: F841
+    import torch
+
+    from nasedu.strategies.controller import ppo_loss
+
+    ratio = torch.tensor([0.5, 0.9, 1.0, 1.1, 1.5, 0.5, 0.9, 1.1, 1.5])
+    advantage = torch.tensor([1.0, 1.0, 1.0, 1.0, 1.0, -1.0, -1.0, -1.0, -2.0])
+    eps = 0.2
+    log_ratio = ratio.log().requires_grad_()
+    got = call_student(
+        clipped_surrogate, "clipped_surrogate", log_ratio.exp(), advantage, eps
+    )
+    if not isinstance(got, torch.Tensor) or got.shape != ratio.shape:
+        shape = (
+            tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+        )
+        fail(
+            f"clipped_surrogate should return one value per sample, a tensor of shape "
+            f"{tuple(ratio.shape)}; got {shape}. Do not average."
+        )
+    want = torch.stack(
+        [
+            -ppo_loss(lr.view(1), torch.zeros(1), a.view(1), eps)
+            for lr, a in zip(ratio.log(), advantage)
+        ]
+    )
+    if not torch.allclose(got.detach(), want):
+        plain = ratio * advantage
+        clipped = ratio.clamp(1 - eps, 1 + eps) * advantage
+        if torch.allclose(got.detach(), clipped):
+            fail(
+                "you return clip(ρ)·A alone: take the minimum with ρ·A, so that a "
+                "ratio outside the range *against* the advantage is not clipped."
+            )
+        if torch.allclose(got.detach(), torch.maximum(plain, clipped)):
+            fail(
+                "you take the maximum: PPO takes the minimum, a pessimistic bound on "
+                "the unclipped objective."
+            )
+        if torch.allclose(got.detach(), plain):
+            fail("you return ρ·A: clip ρ to [1 − ε, 1 + ε] and take the minimum.")
+        fail(
+            f"for ρ = {ratio.tolist()}, A = {advantage.tolist()}, ε = {eps} you return "
+            f"{got.detach().tolist()}; PPO gives {want.tolist()}."
+        )
+    if not got.requires_grad:
+        fail(
+            "the result has no gradient: compute it from `ratio` with torch operations "
+            "(torch.clamp, torch.minimum), not from Python numbers."
+        )
+    got.sum().backward()
+    zero = log_ratio.grad == 0
+    expected = torch.tensor([0, 0, 0, 0, 1, 1, 0, 0, 0], dtype=torch.bool)
+    if not torch.equal(zero, expected):
+        fail(
+            "the values are right but the gradients are not: a sample whose ratio has "
+            "left [1 − ε, 1 + ε] in its advantage's direction must get no gradient."
+        )
+    passed(
+        "clipped_surrogate matches PPO's clipped objective on 9 samples, and the "
+        "clipped samples get no gradient."
+    )

@@ -151,6 +151,11 @@ class Search(abc.ABC):
         """Total number of steps, for the progress bar (None when unknown)."""
         return None
 
+    def close(self) -> None:
+        """Release what the search holds (worker processes); ``run`` calls it when it
+        stops, finished, interrupted or failed. The state stays resumable."""
+        return None  # most searches hold nothing
+
 
 class AskTellSearch(Search):
     """Space + strategy + evaluator: each step asks for one architecture, evaluates it
@@ -397,26 +402,30 @@ def run(
         disable=not progress,
     )
     steps_this_call = 0
-    with _deferred_signals() as caught:
-        while not search.done():
-            if max_steps is not None and steps_this_call >= max_steps:
-                break
-            new = search.step(clock)
-            records.extend(new)
-            steps_this_call += 1
-            bar.update(1)
-            if new:
-                bar.set_postfix(best=f"{best(records).reward:.4f}")
-            save()
-            if caught:
-                bar.close()
-                raise Interrupted(
-                    f"search interrupted by signal {caught[0]}; state saved to "
-                    f"{checkpoint}; continue with --resume"
-                    if checkpoint
-                    else "search interrupted (no --out folder, nothing saved)"
-                )
-    bar.close()
+    try:
+        with _deferred_signals() as caught:
+            while not search.done():
+                if max_steps is not None and steps_this_call >= max_steps:
+                    break
+                new = search.step(clock)
+                records.extend(new)
+                steps_this_call += 1
+                bar.update(1)
+                if any(not math.isnan(r.reward) for r in new):
+                    bar.set_postfix(best=f"{best(records).reward:.4f}")
+                save()
+                if caught:
+                    raise Interrupted(
+                        f"search interrupted by signal {caught[0]}; state saved to "
+                        f"{checkpoint}; continue with --resume"
+                        if checkpoint
+                        else "search interrupted (no --out folder, nothing saved)"
+                    )
+    finally:
+        bar.close()
+        # Searches that own worker processes (nasedu.parallel) stop them here, so an
+        # interrupted run exits without waiting for children it will re-submit.
+        search.close()
     result = search.result(records) if records else {}
     if out_dir and search.done():
         write_json_atomic(out_dir / "result.json", {"method": method, **result})

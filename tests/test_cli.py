@@ -96,6 +96,9 @@ def _cli(*args):
         ("nasbot", ["evaluations=3", "init_evaluations=2"], 3),
         ("enas", ["micro.training.epochs=3"], 3),
         ("enas_random", ["micro.training.epochs=3"], 3),
+        ("nas_rl", ["samples=6", "replicas=1"], 6),
+        ("nas_rl_rnn", ["samples=6", "replicas=1"], 6),
+        ("pnas", ['primitives=["skip_connect"]', "blocks=2", "beam=2"], 5),
     ],
 )
 def test_sigterm_saves_and_resume_matches_uninterrupted_run(

@@ -3,6 +3,9 @@
 ``nasedu bench NAME [--device auto] [--out FILE]`` prints a JSON report and writes it
 to ``FILE``. Papers register their own benchmarks (e.g. DARTS's search steps); the
 foundation provides ``train``: steps of the DARTS evaluation network at paper shapes.
+``scaling`` times a computation at growing sizes and fits its growth exponent (the
+slope of log time against log size), as the Auto-Keras and NASBOT benchmarks do for
+their distances, GP fits and acquisition optimisations.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 
 from nasedu.registry import Registry
@@ -89,3 +93,42 @@ def bench_train(
         "peak_memory_mb": peak_memory_mb(device),
         **environment(device),
     }
+
+
+# --------------------------------------------------------------------------- scaling
+def growth_exponent(sizes: list[float], seconds: list[float]) -> float:
+    """The slope of log(seconds) against log(size), fitted by least squares: time grows
+    like size^slope (1: linear, 2: quadratic, 3: cubic)."""
+    if len(sizes) < 2 or len(sizes) != len(seconds):
+        raise ValueError(
+            f"need two or more (size, seconds) pairs, got {len(sizes)} sizes and "
+            f"{len(seconds)} times"
+        )
+    x = np.log(np.asarray(sizes, dtype=float))
+    y = np.log(np.maximum(np.asarray(seconds, dtype=float), 1e-9))
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def scaling(
+    make: Callable[[int], Callable[[], Any]], sizes: list[int], repeats: int = 3
+) -> dict[str, Any]:
+    """Time ``make(size)()`` at each size (median of ``repeats``, after ``make`` has
+    built its inputs, which is not timed) and fit the growth exponent."""
+    cpu = torch.device("cpu")
+    seconds = [timed(make(n), cpu, repeats, warmup=0) for n in sizes]
+    return {
+        "sizes": list(sizes),
+        "seconds": seconds,
+        "exponent": growth_exponent(sizes, seconds),
+    }
+
+
+def scaling_table(title: str, results: dict[str, dict[str, Any]]) -> str:
+    """A plain-text table of ``scaling`` results: one block per measured quantity."""
+    lines = [title]
+    for name, r in results.items():
+        lines.append(f"  {name} (time ~ size^{r['exponent']:.2f})")
+        lines.append(f"    {'size':>8}  {'seconds':>12}")
+        for n, s in zip(r["sizes"], r["seconds"], strict=True):
+            lines.append(f"    {n:>8}  {s:>12.6f}")
+    return "\n".join(lines)

@@ -183,14 +183,16 @@ class ChildScorer:
     (``nasedu.parallel``; chapter *NAS-RL*, "Children evaluated in parallel").
 
     Attributes:
-        child: the child network and its training protocol.
+        child: the child network and its training protocol: a ``ChildTraining``, or
+            any frozen config with the same ``evaluator(data, device, seed)`` method
+            (e.g. ``nasedu.papers.nas_rl.NasRLChild``).
         dataset: a ``nasedu.data.names()`` entry, loaded in the worker.
         device: ``"auto"`` (the worker's own GPU when ``CUDA_VISIBLE_DEVICES`` gives it
             one, else its CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         seed: the search's seed.
     """
 
-    child: ChildTraining
+    child: Any
     dataset: str
     device: str = "auto"
     seed: int = 0

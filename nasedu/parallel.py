@@ -38,8 +38,11 @@ How the papers' set-ups map onto it:
 
 Backends: ``SerialEvaluator`` runs each evaluation in this process, in submission
 order (deterministic, nothing to set up); ``ProcessPoolEvaluator`` runs them in spawned
-worker processes, one per GPU (``CUDA_VISIBLE_DEVICES``) or per CPU slot. A
-cluster backend (Ray) is a later addition to the same interface.
+worker processes, one per GPU (``CUDA_VISIBLE_DEVICES``) or per CPU slot;
+``RayEvaluator`` runs them as Ray tasks, on this machine or on a cluster of many
+(``pip install "nasedu[ray]"``; chapter *Hierarchical evolution*, "More than one
+machine"): start the head with ``ray start --head``, join each other machine with
+``ray start --address=HEAD_IP:6379``, and pass ``address="auto"`` on the head.
 
 Determinism: an evaluation function seeds itself from ``(seed, step)`` (as
 ``ChildTraining.evaluator`` does), so each result is the same whichever backend or
@@ -453,3 +456,150 @@ def _physical_devices(devices: list[str]) -> list[str]:
         return list(devices)
     parent = [v.strip() for v in visible.split(",")]
     return [parent[int(d)] if d.isdigit() else d for d in devices]
+
+
+# --------------------------------------------------------------------------- Ray
+class RayEvaluator(AsyncEvaluator):
+    """Evaluates trials as Ray tasks: the workers of a Ray cluster, or of a local Ray
+    instance started here (chapter *Hierarchical evolution*, "More than one machine").
+
+    A cluster is started outside Python::
+
+        ray start --head --port=6379                 # on the head machine
+        ray start --address=HEAD_IP:6379             # on every other machine
+
+    and the search on the head connects with ``address="auto"``. Every machine needs
+    the same Python environment (nasedu, torch) and its own copy of the dataset
+    (``nasedu.data`` caches CIFAR-10 under the same path on each).
+
+    Args:
+        fn: ``fn(architecture, step) -> Outcome``; Ray serialises it with cloudpickle,
+            so closures work, but everything it touches must exist on the workers.
+        address: ``None`` starts a private local Ray instance (``num_cpus`` CPUs,
+            no dashboard); ``"auto"`` or ``"HOST:PORT"`` connects to a
+            running cluster (``ray.init(address=...)``). When Ray is already
+            initialised in this process it is used as it is.
+        num_cpus: CPUs of the local instance (``address=None`` only).
+        cpus_per_trial, gpus_per_trial: resources each trial reserves; Ray schedules
+            as many trials at once as the cluster has room for. With
+            ``gpus_per_trial=1`` Ray sets ``CUDA_VISIBLE_DEVICES`` for each task.
+        max_evaluations: the budget, as in ``AsyncEvaluator``.
+
+    Raises:
+        ValueError: Ray is not installed, or a resource count is negative.
+
+    Failures are those of the other backends: an exception in ``fn`` gives a failed
+    outcome (``timed_call`` runs inside the task); a worker that dies (``os._exit``,
+    the OOM killer, a lost node) fails its trial, Ray starts a new worker, and the
+    search goes on. Tasks are never retried: a retry would hide the failure and, for
+    a deterministic crash, fail again.
+    """
+
+    def __init__(
+        self,
+        fn: EvaluationFn,
+        address: str | None = None,
+        num_cpus: int | None = None,
+        cpus_per_trial: float = 1,
+        gpus_per_trial: float = 0,
+        max_evaluations: int | None = None,
+    ):
+        super().__init__(fn, max_evaluations)
+        try:
+            import ray
+        except ImportError:
+            raise ValueError(
+                'the Ray backend needs Ray: pip install "nasedu[ray]" '
+                "(or pip install ray)"
+            ) from None
+        if cpus_per_trial < 0 or gpus_per_trial < 0:
+            raise ValueError(
+                f"cpus_per_trial and gpus_per_trial must be >= 0, got "
+                f"{cpus_per_trial}, {gpus_per_trial}"
+            )
+        self._ray = ray
+        self._owns_ray = not ray.is_initialized()
+        if self._owns_ray:
+            if address is None:
+                # A private instance: no address is published and nothing joins it.
+                # (Ray maps 127.0.0.1 to the node's IP, so it cannot be pinned to
+                # loopback; its token authentication keeps strangers out.)
+                ray.init(
+                    num_cpus=num_cpus or _cpu_slots(),
+                    include_dashboard=False,
+                    log_to_driver=False,
+                )
+            else:
+                ray.init(address=address, log_to_driver=False)
+        self._task = ray.remote(max_retries=0)(_evaluate_in_ray).options(
+            num_cpus=cpus_per_trial, num_gpus=gpus_per_trial
+        )
+        self._threads = max(1, int(cpus_per_trial))
+        self._fn_ref = ray.put(fn)  # shipped to the object store once, not per trial
+        self._refs: dict[Any, Handle] = {}
+
+    def _start(self, handle: Handle) -> None:
+        ref = self._task.remote(
+            self._fn_ref, handle.architecture, handle.step, self._threads
+        )
+        self._refs[ref] = handle
+
+    def results(self, timeout: float | None = None) -> Iterator[tuple[Handle, Outcome]]:
+        ray = self._ray
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._refs:
+            remaining = (
+                None if deadline is None else max(0.0, deadline - time.monotonic())
+            )
+            ready, _ = ray.wait(
+                list(self._refs), num_returns=1, timeout=remaining, fetch_local=True
+            )
+            if not ready:
+                return
+            # Take every trial that is ready now, by submission order.
+            ready, _ = ray.wait(
+                list(self._refs), num_returns=len(self._refs), timeout=0
+            )
+            for ref in sorted(ready, key=lambda r: self._refs[r].id):
+                if ref not in self._refs:  # close() was called while iterating
+                    return
+                handle = self._refs.pop(ref)
+                yield handle, self._outcome(ref)
+
+    def _outcome(self, ref: Any) -> Outcome:
+        try:
+            return self._ray.get(ref)
+        except self._ray.exceptions.RayError as error:
+            # The worker process or its node died: only this trial is lost.
+            return failed_outcome(
+                f"Ray worker failed: {type(error).__name__}: {error}", 0.0
+            )
+
+    def pending(self) -> int:
+        return len(self._refs)
+
+    def close(self) -> None:
+        """Cancel the trials in flight; shut Ray down if this evaluator started it."""
+        refs, self._refs = list(self._refs), {}
+        super().close()
+        if not self._ray.is_initialized():
+            return
+        for ref in refs:
+            try:
+                self._ray.cancel(ref, force=True)
+            except Exception:  # already finished or its worker already gone
+                pass
+        if self._owns_ray:
+            self._ray.shutdown()
+            self._owns_ray = False
+
+
+def _evaluate_in_ray(
+    fn: EvaluationFn, architecture: Any, step: int, threads: int
+) -> Outcome:
+    # Runs in a Ray worker: as many torch threads as CPUs the trial reserved, or N
+    # trials on one machine would oversubscribe its cores N-fold.
+    import torch
+
+    torch.set_num_threads(threads)
+    return timed_call(fn, architecture, step)

@@ -332,3 +332,49 @@ def test_generated_child_starts_from_its_parents_trained_function():
     assert (
         _out(child, child_w, x) - _out(graph, weights, x)
     ).abs().max().item() <= 1e-5
+
+
+# --------------------------------------------------------------------- §4.3 parallelism
+def _serial_schedule(monkeypatch):
+    """Run the pooled schedule (one model generated ahead of the workers) with the
+    serial evaluator: deterministic, no processes."""
+    from nasedu.papers import autokeras as ak
+    from nasedu.parallel import SerialEvaluator
+
+    def serial(self):
+        return SerialEvaluator(
+            lambda candidate, step: ak.train_model(
+                candidate, step, self.search_data, self.config, self.device, self.seed
+            )
+        )
+
+    monkeypatch.setattr(ak.AutoKerasSearch, "make_evaluator", serial)
+
+
+def test_next_model_is_generated_while_the_workers_train_and_resume_keeps_it(
+    tmp_path, monkeypatch
+):
+    _serial_schedule(monkeypatch)
+    args = dict(budget="smoke", seed=3, progress=False, device="cpu", workers=1)
+    full = run("autokeras", out=tmp_path / "full", **args, **TINY)
+    # one worker: a model trains while the next one waits, already generated
+    assert [r.extra["pending"] for r in full.records] == [0, 1, 0]
+    # generated before model 1 was observed: its father can only be model 0
+    assert full.records[2].extra["father"] == 0
+    part = tmp_path / "part"
+    run("autokeras", out=part, max_steps=2, **args, **TINY)
+    state = torch.load(part / "checkpoint.pt", weights_only=True)["search"]
+    assert [t["step"] for t in state["pending"]] == [2]  # cut off with a model waiting
+    resumed = run("autokeras", out=part, resume=True, **args, **TINY)
+    assert _trace(resumed.records) == _trace(full.records)
+
+
+def test_pooled_search_equals_the_serial_schedule(monkeypatch):
+    """One worker process: results arrive in submission order, so the pool reproduces
+    the serial evaluator exactly (with several workers the order depends on timing)."""
+    args = dict(budget="smoke", seed=4, progress=False, device="cpu", workers=1)
+    pooled = run("autokeras", **args, **TINY)
+    _serial_schedule(monkeypatch)
+    serial = run("autokeras", **args, **TINY)
+    assert _trace(pooled.records) == _trace(serial.records)
+    assert all(r.cost > 0 for r in pooled.records)

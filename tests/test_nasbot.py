@@ -241,3 +241,138 @@ def test_search_runs_and_resume_equals_uninterrupted(tmp_path):
         **TINY,
     )
     assert _trace(resumed.records) == _trace(full.records)
+
+
+# --------------------------------------------------------------------- asynchronous BO
+def test_hallucinated_observations_keep_the_mean_and_shrink_sigma():
+    from nasedu.strategies.bayesopt import GaussianProcess, hallucinate
+
+    rng = np.random.default_rng(0)
+    pts = rng.normal(size=(7, 2))  # 4 observed, 1 pending, 2 test points
+    k = np.exp(-((pts[:, None] - pts[None]) ** 2).sum(-1))
+    y = rng.normal(size=4)
+    gp = GaussianProcess(1e-4).fit(k[:4, :4], y)
+    h = hallucinate(gp, k[:5, :5], y, k[4:5, :4], [1.0])
+    mu0, sd0 = gp.predict(k[4:, :4], np.ones(3))
+    mu1, sd1 = h.predict(k[4:, :5], np.ones(3))
+    assert np.allclose(mu0, mu1)  # believing the prediction changes no mean
+    assert sd1[0] < 0.02 < sd0[0]  # the pending point is (almost) known
+    assert np.all(sd1 <= sd0 + 1e-12)
+
+
+def _serial_schedule(monkeypatch):
+    from nasedu.papers import nasbot
+    from nasedu.parallel import SerialEvaluator
+
+    def serial(self):
+        return SerialEvaluator(
+            lambda graph, step: nasbot.train_network(
+                graph, step, self.search_data, self.config.train, self.device, self.seed
+            )
+        )
+
+    monkeypatch.setattr(nasbot.NASBOTSearch, "make_evaluator", serial)
+
+
+def test_two_workers_propose_around_the_pending_network_and_resume(
+    tmp_path, monkeypatch
+):
+    _serial_schedule(monkeypatch)  # two trials in flight, in submission order
+    tiny = {**TINY, "evaluations": 4}
+    args = dict(budget="smoke", seed=5, progress=False, device="cpu", workers=2)
+    full = run("nasbot", out=tmp_path / "full", **args, **tiny)
+    assert [r.extra["pending"] for r in full.records] == [1, 1, 1, 0]
+    archs = [json.dumps(r.architecture, sort_keys=True) for r in full.records]
+    assert len(set(archs)) == 4  # a pending network is never proposed again
+    part = tmp_path / "part"
+    run("nasbot", out=part, max_steps=2, **args, **tiny)
+    resumed = run("nasbot", out=part, resume=True, **args, **tiny)
+    assert _trace(resumed.records) == _trace(full.records)
+
+
+def test_one_worker_process_equals_the_serial_search():
+    args = dict(budget="smoke", seed=6, progress=False, device="cpu")
+    serial = run("nasbot", **args, **TINY)
+    pooled = run("nasbot", workers=1, **args, **TINY)
+    assert _trace(pooled.records) == _trace(serial.records)
+
+
+# --------------------------------------------------------------------- MLPs
+def test_mlp_masses_labels_and_mismatch_by_hand():
+    g = lg.chain(["relu", "tanh", "softmax"], [16, 8, 0])
+    assert g.kind == "mlp" and g.groups == lg.MLP_GROUPS
+    # relu: 1·16 (the input counts one channel), tanh: 16·8 (no 0.1: not an fc
+    # layer); ip/op/softmax: max(0.1·144, 100) = 100
+    assert np.allclose(g.masses(), [100, 16, 128, 100, 100])
+    m = lg.label_mismatch(
+        ["relu", "relu", "tanh", "softmax"], ["elu", "logistic", "logistic", "relu"]
+    )
+    assert m[0, 0] == pytest.approx(0.1) and m[1, 1] == pytest.approx(0.25)
+    assert m[2, 2] == pytest.approx(0.1) and m[0, 3] == 0.0 and np.isinf(m[3, 3])
+    with pytest.raises(ValueError, match="unknown label 'conv3' in a MLP"):
+        lg.chain(["relu", "conv3", "softmax"], [8, 8, 0])
+    with pytest.raises(ValueError, match="one kind"):
+        lg.otmann(g, lg.chain(["conv3", "softmax"], [8, 0]))
+
+
+def test_mlp_otmann_equals_linear_program_and_modifiers_stay_valid():
+    pool = lg.initial_pool_mlp(8)
+    for a in pool[:3]:
+        for b in pool[2:]:
+            d, _, _ = lg.otmann(a, b)
+            assert d == pytest.approx(_lp_optimum(*lg.ot_problem(a, b)), abs=1e-7)
+    rng = random.Random(0)
+    for g in pool:
+        child = lg.mutate(g, rng, steps=4)
+        child.validate()
+        assert child.kind == "mlp"
+        assert child.build(1, 8, 10)(torch.randn(3, 1, 8, 8)).shape == (3, 10)
+    crelu = lg.chain(["crelu", "softmax"], [5, 0]).build(1, 8, 10)
+    assert crelu.layers[1](torch.randn(2, 64)).shape == (2, 5)
+
+
+def test_mlp_search_runs():
+    r = run(
+        "nasbot",
+        budget="smoke",
+        seed=0,
+        progress=False,
+        device="cpu",
+        network="mlp",
+        **TINY,
+    )
+    assert all(lg.LayerGraph.from_dict(x.architecture).kind == "mlp" for x in r.records)
+    with pytest.raises(ValueError, match="network must be one of cnn, mlp"):
+        load_methods().get("nasbot").config("smoke", network="rnn")
+
+
+# --------------------------------------------------------------------- benchmark
+def test_growth_exponent_recovers_known_powers():
+    from nasedu.bench import growth_exponent
+
+    sizes = [10, 20, 40, 80]
+    assert growth_exponent(sizes, [n**2 * 1e-6 for n in sizes]) == pytest.approx(2.0)
+    assert growth_exponent(sizes, [n * 3e-4 for n in sizes]) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="two or more"):
+        growth_exponent([10], [1.0])
+
+
+@pytest.mark.parametrize("name", ["nasbot", "autokeras"])
+def test_bench_command_prints_the_table_and_writes_the_report(
+    name, capsys, tmp_path, monkeypatch
+):
+    from nasedu.bench import BENCHMARKS
+    from nasedu.cli import main
+
+    load_methods()
+    full = BENCHMARKS.get(name)
+    tiny = dict(layers=(4, 8), networks=(3, 6), acquisition_networks=(2, 3), repeats=1)
+    monkeypatch.setitem(BENCHMARKS._items, f"tiny-{name}", lambda d: full(d, **tiny))
+    out = tmp_path / "bench.json"
+    assert main(["bench", f"tiny-{name}", "--device", "cpu", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "distance (layers) (time ~ size^" in printed and "acquisition" in printed
+    report = json.loads(out.read_text())
+    for r in report["results"].values():
+        assert len(r["seconds"]) == 2 and all(s > 0 for s in r["seconds"])
+        assert np.isfinite(r["exponent"])

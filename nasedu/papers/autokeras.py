@@ -10,17 +10,26 @@ weights through the function-preserving morphisms of §3.3, is trained and score
 the mean validation accuracy of its last τ epochs, App. D). The search minimises
 the cost y = 1 − accuracy (the paper's Cost, §2).
 
-Not implemented: App. D's early stopping (children train a fixed number of epochs)
-and §4.3's CPU/GPU parallelism (generation and training alternate).
+§4.3's parallelism — searching on the CPU while the GPU trains — runs through the
+asynchronous evaluator (``workers`` processes, ``nasedu.parallel``): one model more
+than there are workers is kept in flight, so the next model is generated (from the
+results so far, never from a model still training) while the workers train; a worker
+that frees up starts the waiting model at once. With ``workers = 0`` (the default)
+generation and training alternate in this process.
+
+Not implemented: App. D's early stopping (children train a fixed number of epochs).
 
 The ``smoke`` budget: a 3-block CNN of 8 filters on the 8×8 digits, 8 models of 2
-epochs each, and a shorter annealing schedule (T_min 0.05: about 28 expansions of 8
-children instead of 88).
+epochs each, a shorter annealing schedule (T_min 0.05: about 28 expansions of 8
+children instead of 88) and a learning rate of 0.02: a child continues from its
+parent's weights, and restarting it at a rate made for training from scratch
+(0.05) would undo much of what the parent learned in two epochs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import heapq
 import math
 import random
@@ -30,11 +39,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from nasedu.evaluate import Evaluator, Outcome
-from nasedu.search import METHODS, Clock, HistoryRecord, Method, Search
+from nasedu.bench import BENCHMARKS
+from nasedu.evaluate import Outcome
+from nasedu.parallel import AsyncEvaluator, ProcessPoolEvaluator, SerialEvaluator
+from nasedu.search import METHODS, Method
 from nasedu.spaces import morphism
 from nasedu.spaces.morphism import BourgainEmbedding, NetworkGraph
-from nasedu.strategies.bayesopt import GaussianProcess, ucb_cost
+from nasedu.strategies.bayesopt import AsyncSearch, GaussianProcess, ucb_cost
 from nasedu.train import TrainConfig, train
 
 
@@ -56,6 +67,11 @@ class AutoKerasConfig:
     dropout: float = 0.25  # nasedu: App. A has a dropout layer but no rate
     max_width: int = 1024  # nasedu: cap on a widened layer
     tau: int = 5  # App. D τ; code MAX_NO_IMPROVEMENT_NUM = 5: score = mean of last τ
+    # §4.3 parallelism: 0 = generation and training alternate in this process; n >= 1
+    # = n training processes (the paper: one GPU) while generation runs here;
+    # devices = GPU indices, worker i on devices[i % len(devices)].
+    workers: int = 0
+    devices: tuple[str, ...] | None = None
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
             epochs=200,
@@ -65,12 +81,19 @@ class AutoKerasConfig:
         )
     )  # App. C: crop, flip, cutout
 
+    def __post_init__(self) -> None:
+        if self.models < 1 or self.workers < 0:
+            raise ValueError(
+                f"models must be >= 1 and workers >= 0, got {self.models}, "
+                f"{self.workers}"
+            )
+
 
 BUDGETS: dict[str, dict[str, Any]] = {
     "paper": {},
     "colab": {"models": 20, "filters": 32, "t_min": 1e-3, "train": {"epochs": 10}},
     # 8 tiny models on the 8×8 digits, 2 epochs each; CIFAR augmentation would
-    # destroy 8×8 digits.
+    # destroy 8×8 digits. lr 0.02, not 0.05: children continue from trained weights.
     "smoke": {
         "models": 8,
         "filters": 8,
@@ -80,7 +103,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "train": {
             "epochs": 2,
             "batch_size": 32,
-            "lr": 0.05,
+            "lr": 0.02,
             "augment": None,
             "cutout": 0,
             "grad_clip": 5.0,
@@ -89,32 +112,141 @@ BUDGETS: dict[str, dict[str, Any]] = {
 }
 
 
-class AutoKerasSearch(Search):
-    """The update / generation / observation loop of §3; one step = one trained model."""
+def search_data(data, seed: int):
+    """The data a search trains on: the test split withheld (never select on test);
+    CIFAR-10 (no fixed validation split) split 80/20 as in §5."""
+    out = dataclasses.replace(data, test=None)
+    if data.valid is None:
+        from nasedu.data import search_split
+
+        tr, va = search_split(*data.train, portion=0.8, seed=seed)
+        out = dataclasses.replace(out, train=tr, valid=va)
+    return out
+
+
+def train_model(
+    candidate: tuple[NetworkGraph, dict | None],
+    step: int,
+    data,
+    config: AutoKerasConfig,
+    device,
+    seed: int,
+) -> Outcome:
+    """Observation (§3): train a model — the first from random weights, a child from
+    its morphed parent's — seeded by (seed, step); score = mean validation accuracy of
+    the last τ epochs (App. D). The trained weights travel back in ``extra``."""
+    from nasedu.device import seed_everything
+
+    graph, weights = candidate
+    seed_everything(seed * 1_000_003 + step)
+    model = graph.build()
+    if weights is not None:
+        model.load_state_dict(weights)
+    cfg = dataclasses.replace(config.train, seed=seed * 1_000_003 + step)
+    result = train(model, data, cfg, device, progress=False)
+    accs = [h["valid_acc"] for h in result.history][-config.tau :]
+    trained = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return Outcome(
+        float(np.mean(accs)),
+        0.0,
+        {
+            "params": result.params,
+            "final_valid_acc": result.final_valid_acc,
+            "weights": trained,
+        },
+    )
+
+
+@dataclass(frozen=True)
+class ModelTrainer:
+    """``train_model`` as a picklable object for worker processes: the worker loads
+    the dataset by name once and splits it as the search does."""
+
+    config: AutoKerasConfig
+    dataset: str
+    device: str = "auto"
+    seed: int = 0
+
+    def __call__(self, candidate, step: int) -> Outcome:
+        data, device = _worker_data(self.dataset, self.device, self.seed)
+        return train_model(candidate, step, data, self.config, device, self.seed)
+
+
+@functools.lru_cache(maxsize=2)
+def _worker_data(dataset: str, device: str, seed: int):
+    from nasedu.data import load
+    from nasedu.device import resolve_device
+
+    return search_data(load(dataset), seed), resolve_device(device)
+
+
+def _train_in_process(data, config, device, seed, candidate, step) -> Outcome:
+    return train_model(candidate, step, data, config, device, seed)
+
+
+class AutoKerasSearch(AsyncSearch):
+    """The update / generation / observation loop of §3; one step = one trained model.
+
+    ``father`` in a record is the ``step`` of the model it was morphed from.
+    """
 
     def __init__(self, config: AutoKerasConfig, data: Any, device: Any, seed: int):
+        # §4.3: one model is generated ahead of the workers (none without workers).
+        in_flight = config.workers + 1 if config.workers else 1
+        super().__init__(config.models, in_flight)
         self.config, self.data, self.device, self.seed = config, data, device, seed
         self.rng = random.Random(seed)
-        self.graphs: list[NetworkGraph] = []
+        self.graphs: list[NetworkGraph] = []  # observed models, in order of arrival
         self.weights: list[dict[str, torch.Tensor]] = []  # trained, on the CPU
         self.costs: list[float] = []
-        self.evaluator = Evaluator(self._observe, max_evaluations=config.models)
-        self.search_data = dataclasses.replace(data, test=None)  # never select on test
-        if data.valid is None:  # CIFAR-10: §5 splits the training data 80/20
-            from nasedu.data import search_split
+        self.steps: list[int] = []  # the step of each observed model
+        self._d = np.zeros((0, 0))  # edit distances between observed models, grown
+        self.search_data = search_data(data, seed)
 
-            tr, va = search_split(*data.train, portion=0.8, seed=seed)
-            self.search_data = dataclasses.replace(self.search_data, train=tr, valid=va)
+    # ----------------------------------------------------------------- evaluation
+    def make_evaluator(self) -> AsyncEvaluator:
+        """Serial in this process (``workers = 0``) or a pool of training processes."""
+        cfg = self.config
+        if cfg.workers == 0:
+            return SerialEvaluator(
+                functools.partial(
+                    _train_in_process, self.search_data, cfg, self.device, self.seed
+                ),
+                max_evaluations=cfg.models,
+            )
+        device = "auto" if cfg.devices else str(self.device)
+        return ProcessPoolEvaluator(
+            ModelTrainer(cfg, self.data.name, device, self.seed),
+            workers=cfg.workers,
+            devices=list(cfg.devices) if cfg.devices else None,
+            max_evaluations=cfg.models,
+        )
+
+    def candidate(self, trial: dict[str, Any]) -> tuple[NetworkGraph, dict | None]:
+        return NetworkGraph.from_dict(trial["architecture"]), trial["weights"]
 
     # ----------------------------------------------------------------- update
+    def distance_matrix(self) -> np.ndarray:
+        """Edit distances (Eq. 4) between the observed models, (n, n). Only the rows of
+        models observed since the last call are computed, as the official code's
+        incremental GP does: each update costs n new distances, not n²."""
+        lam, n, old = self.config.kernel_lambda, len(self.graphs), len(self._d)
+        self._descs = [morphism.describe(g) for g in self.graphs]
+        if old < n:
+            d = np.zeros((n, n))
+            d[:old, :old] = self._d
+            for i in range(old, n):
+                for j in range(i):
+                    d[i, j] = d[j, i] = morphism.edit_distance(
+                        self._descs[i], self._descs[j], lam
+                    )
+            self._d = d
+        return self._d
+
     def fit_gp(self) -> tuple[GaussianProcess, BourgainEmbedding, np.ndarray]:
         """Update: the edit-distance matrix of the history, embedded (App. F), and a GP
         on the costs with κ = exp(−ρ²) (Eq. 3)."""
-        lam = self.config.kernel_lambda
-        descs = [morphism.describe(g) for g in self.graphs]
-        d = np.array(
-            [[morphism.edit_distance(a, b, lam) for b in descs] for a in descs]
-        )
+        d = self.distance_matrix()
         emb = BourgainEmbedding(d)
         x = emb.transform(d)  # (n, K)
         gp = GaussianProcess(self.config.gp_noise).fit(emb.kernel(x, x), self.costs)
@@ -134,14 +266,15 @@ class AutoKerasSearch(Search):
         """Algorithm 1: a priority queue of (α or observed cost, architecture); pop the
         lowest, expand it into ``children`` morphed children (App. B), push a child
         when exp((c_min − α(f'))/T) > U(0, 1); T ← r·T until T ≤ T_low. Returns the
-        parent's index in the history, the operation sequence and α of the result.
+        parent's index among the observed models, the operation sequence and α.
 
-        If no child beats the best observed cost, the child with the lowest α is
-        returned (the paper leaves this case open; the code would stop searching).
+        Only trained models can be fathers; networks equal to an observed or a
+        pending model are skipped. If no child beats the best observed cost, the
+        child with the lowest α is returned (the paper leaves this case open; the
+        code would stop searching).
         """
         cfg = self.config
         gp, emb, x_train = self.fit_gp()
-        self._descs = [morphism.describe(g) for g in self.graphs]
         c_min = min(self.costs)
         queue = [
             (c, i, i, []) for i, c in enumerate(self.costs)
@@ -149,6 +282,7 @@ class AutoKerasSearch(Search):
         heapq.heapify(queue)
         tie, best, best_any = len(queue), None, None
         seen = {g.hash() for g in self.graphs}
+        seen |= {self.candidate(t)[0].hash() for t in self.pending}
         t = cfg.t_start
         while queue and t > cfg.t_min:
             t *= cfg.decay
@@ -178,27 +312,12 @@ class AutoKerasSearch(Search):
             )
         return best or best_any
 
-    # ----------------------------------------------------------------- observation
-    def _observe(self, candidate: tuple[NetworkGraph, dict], step: int) -> Outcome:
-        graph, weights = candidate
-        model = graph.build()
-        if weights is not None:
-            model.load_state_dict(weights)
-        cfg = dataclasses.replace(self.config.train, seed=self.seed * 1_000_003 + step)
-        result = train(model, self.search_data, cfg, self.device, progress=False)
-        accs = [h["valid_acc"] for h in result.history][-self.config.tau :]
-        self._trained = {
-            k: v.detach().cpu().clone() for k, v in model.state_dict().items()
-        }
-        return Outcome(
-            float(np.mean(accs)),
-            0.0,
-            {"params": result.params, "final_valid_acc": result.final_valid_acc},
-        )
+    def can_propose(self) -> bool:
+        # The first model needs nothing; every later one a trained father.
+        return self.submitted == 0 or bool(self.graphs)
 
-    def step(self, clock: Clock) -> list[HistoryRecord]:
-        n = len(self.graphs)
-        if n == 0:
+    def propose(self, step: int) -> dict[str, Any]:
+        if step == 0:
             cfg, d = self.config, self.data
             graph = morphism.default_graph(
                 d.in_channels,
@@ -209,55 +328,57 @@ class AutoKerasSearch(Search):
                 cfg.dense_units,
                 cfg.dropout,
             )
-            weights, extra = None, {"father": None, "operations": []}
-            torch.manual_seed(self.seed)
-        else:
-            father, ops, alpha = self.generate()
-            graph, weights = self.graphs[father], self.weights[father]
-            # seeded by the python rng: the wider noise is the same after a resume
-            op_rng = random.Random(self.rng.randrange(2**31))
-            for op in ops:
-                graph, weights = morphism.apply(
-                    graph, weights, op, op_rng, self.config.dropout
-                )
-            extra = {
-                "father": father,
+            return {
+                "architecture": graph.to_dict(),
+                "weights": None,
+                "extra": {"father": None, "operations": []},
+            }
+        father, ops, alpha = self.generate()
+        graph, weights = self.graphs[father], self.weights[father]
+        # seeded by the python rng: the wider noise is the same after a resume
+        op_rng = random.Random(self.rng.randrange(2**31))
+        for op in ops:
+            graph, weights = morphism.apply(
+                graph, weights, op, op_rng, self.config.dropout
+            )
+        return {
+            "architecture": graph.to_dict(),
+            "weights": weights,
+            "extra": {
+                "father": self.steps[father],
                 "operations": [list(o) for o in ops],
                 "alpha": alpha,
-            }
-        outcome = self.evaluator.evaluate((graph, weights), step=n)
-        self.graphs.append(graph)
-        self.weights.append(self._trained)
-        self.costs.append(1.0 - outcome.reward)
-        record = HistoryRecord(
-            step=n,
-            architecture=graph.to_dict(),
-            reward=outcome.reward,
-            cost=outcome.cost,
-            wall_clock=clock.elapsed(),
-            extra={**outcome.extra, **extra},
-        )
-        return [record]
+            },
+        }
 
-    def done(self) -> bool:
-        return self.evaluator.exhausted(len(self.graphs))
+    # ----------------------------------------------------------------- observation
+    def observe(self, trial: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+        extra = dict(outcome.extra)
+        weights = extra.pop("weights", None)
+        if weights is not None and np.isfinite(outcome.reward):
+            self.graphs.append(self.candidate(trial)[0])
+            self.weights.append(weights)
+            self.costs.append(1.0 - outcome.reward)
+            self.steps.append(trial["step"])
+        return extra
 
-    def progress_total(self) -> int | None:
-        return self.config.models
-
-    def state_dict(self) -> dict[str, Any]:
+    # ----------------------------------------------------------------- state
+    def model_state(self) -> dict[str, Any]:
         version, internal, gauss = self.rng.getstate()
         return {
             "graphs": [g.to_dict() for g in self.graphs],
             "weights": self.weights,
             "costs": list(self.costs),
+            "steps": list(self.steps),
             "rng": list(internal),
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_model_state(self, state: dict[str, Any]) -> None:
         self.graphs = [NetworkGraph.from_dict(g) for g in state["graphs"]]
         self.weights = list(state["weights"])
         self.costs = list(state["costs"])
+        self.steps = list(state["steps"])
+        self._d = np.zeros((0, 0))
         self.rng.setstate((3, tuple(state["rng"]), None))
 
 
@@ -364,6 +485,114 @@ def draw(graph: NetworkGraph, title: str | None = None, ax=None):
         colors.append(KIND_COLORS.get(x.kind, "#e6e6e6"))
     edges = sorted((index[i], index[x.id]) for x in graph.layers for i in x.inputs)
     return draw_dag(labels, edges, colors, title, ax)
+
+
+# --------------------------------------------------------------------------- benchmark
+def _random_descriptor(rng: random.Random, n_layers: int) -> morphism.Descriptor:
+    """What the edit distance sees of a network with ``n_layers`` weighted layers (a
+    fifth of them dense) and one skip connection per five layers."""
+    n_dense = max(1, n_layers // 5)
+    widths = [rng.choice((16, 32, 64, 128, 256)) for _ in range(n_layers)]
+    skips = []
+    for _ in range(max(1, n_layers // 5)):
+        u = rng.randint(1, n_layers - 1)
+        skips.append((u, rng.randint(1, n_layers - u), rng.choice(("add", "concat"))))
+    return morphism.Descriptor(
+        tuple(widths[n_dense:]), tuple(widths[:n_dense]), tuple(skips)
+    )
+
+
+def _euclidean_distances(rng: np.random.Generator, n: int) -> np.ndarray:
+    """A valid (n, n) distance matrix standing in for n² edit distances."""
+    x = rng.normal(size=(n, 8))  # (n, 8)
+    return np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))  # (n, n)
+
+
+def benchmark(
+    device: Any = None,
+    layers: tuple[int, ...] = (10, 20, 50, 100, 200),
+    networks: tuple[int, ...] = (10, 30, 100, 300, 1000),
+    acquisition_networks: tuple[int, ...] = (10, 20, 40, 80),
+    budget: str = "smoke",
+    repeats: int = 3,
+    seed: int = 0,
+    verbose: bool = True,
+) -> dict[str, Any]:
+    """How the cost of Auto-Keras's BO grows (``nasedu bench autokeras``).
+
+    * **distance**: one edit distance (Eq. 4) between two networks of L weighted layers
+      and L/5 skip connections: the DP of Eqs. 5–7 is O(L²), the Hungarian matching of
+      Eq. 8 O(S³).
+    * **gp_fit**: one update (§3.1) on n observed models, given their distance matrix:
+      the Bourgain embedding (App. F), the kernel and the Cholesky factorisation, O(n³).
+    * **acquisition**: one generation (Algorithm 1) with n observed models (their
+      distances cached, as in a search): the GP update plus every expanded child's n
+      edit distances, with the annealing schedule of ``budget``.
+
+    Times are medians of ``repeats`` runs on the CPU (the search runs there, §4.3), with
+    the fitted growth exponent of each; ``device`` is only recorded.
+    """
+    from nasedu.bench import environment, scaling, scaling_table
+    from nasedu.data import load
+
+    rng, np_rng = random.Random(seed), np.random.default_rng(seed)
+    lam = AutoKerasConfig.kernel_lambda
+
+    def distance(n_layers: int):
+        a, b = _random_descriptor(rng, n_layers), _random_descriptor(rng, n_layers)
+        return lambda: morphism.edit_distance(a, b, lam)
+
+    def gp_fit(n: int):
+        d, costs = _euclidean_distances(np_rng, n), np_rng.uniform(0, 1, n)
+
+        def fit():
+            emb = BourgainEmbedding(d)
+            x = emb.transform(d)  # (n, K)
+            GaussianProcess(1e-6).fit(emb.kernel(x, x), costs)
+
+        return fit
+
+    config = METHODS.get("autokeras").config(budget)
+    data = load("digits")
+
+    def acquisition(n: int):
+        search = AutoKerasSearch(config, data, torch.device("cpu"), seed)
+        graph = morphism.default_graph(
+            data.in_channels,
+            data.image_size,
+            data.num_classes,
+            config.n_conv,
+            config.filters,
+            config.dense_units,
+            config.dropout,
+        )
+        graphs = [graph]
+        while len(graphs) < n:  # random morphs of observed networks
+            g = rng.choice(graphs)
+            op = morphism.sample_operation(g, rng, config.max_width)
+            graphs.append(morphism.apply(g, None, op)[0])
+        search.graphs, search.costs = graphs, list(np_rng.uniform(0.2, 0.8, n))
+        search._d = _euclidean_distances(np_rng, n) / 4  # cached, as in a search
+        return search.generate
+
+    results = {
+        "distance (layers)": scaling(distance, list(layers), repeats),
+        "gp_fit (observed networks)": scaling(gp_fit, list(networks), repeats),
+        "acquisition (observed networks)": scaling(
+            acquisition, list(acquisition_networks), repeats
+        ),
+    }
+    if verbose:
+        print(scaling_table(f"Auto-Keras ({budget} annealing schedule)", results))
+    return {
+        "benchmark": "autokeras",
+        "budget": budget,
+        "results": results,
+        **environment(torch.device("cpu")),
+    }
+
+
+BENCHMARKS.register("autokeras", benchmark)
 
 
 def make(config: AutoKerasConfig, data, device, seed: int) -> AutoKerasSearch:

@@ -3,9 +3,12 @@
 Kandasamy, Neiswanger, Schneider, Póczos & Xing, "Neural Architecture Search with
 Bayesian Optimisation and Optimal Transport", NeurIPS 2018 (arXiv:1802.07191).
 Implemented: CNNs as layer graphs (§2: layers labelled conv3/5/7, max-pool, avg-pool,
-fc, softmax, ip, op, with unit counts, conv strides and directed edges); layer masses;
-the label-mismatch cost matrix; the structural penalty from path lengths (shortest,
-longest, random-walk; all/conv/pool/fc layers; from the input and to the output);
+fc, softmax, ip, op, with unit counts, conv strides and directed edges) and MLPs
+(hidden layers labelled by their activation — relu, crelu, leaky-relu, softplus, elu,
+logistic, tanh — with unit counts, and a softmax or linear decision layer); layer
+masses; the label-mismatch cost matrices of both; the structural penalty from path
+lengths (shortest, longest, random-walk; all/conv/pool/fc layers for CNNs,
+all/rectifier/sigmoid layers for MLPs; from the input and to the output);
 the non-assignment penalty; OTMANN as an optimal-transport program solved with POT
 (``ot.emd``) on the cost matrix augmented with a dummy row and column, and its
 normalised version (§3); the modifier operations of the evolutionary acquisition
@@ -14,8 +17,8 @@ is the official code's (``kirthevasank/nasbot``), marked "code".
 
 nasedu's builder (``LayerGraph.build``) concatenates the inputs of a layer along
 channels, follows each conv with batch-norm and ReLU, flattens before an fc layer and
-averages the logits of the softmax layers; only the CNN form is implemented (the
-MLP form differs only in labels and costs).
+averages the logits of the softmax layers; an MLP reads the flattened image and each
+hidden layer is a linear map followed by its activation.
 """
 
 from __future__ import annotations
@@ -35,6 +38,12 @@ CONVS = ("conv3", "conv5", "conv7")
 POOLS = ("max-pool", "avg-pool")
 LABELS = ("ip", "op", *CONVS, *POOLS, "fc", "softmax")
 GROUPS = ("all", "conv", "pool", "fc")  # code CNN_STRUCTURAL_PENALTY_GROUPS
+RECTIFIERS = ("relu", "crelu", "leaky-relu", "softplus", "elu")  # code MLP_RECTIFIERS
+SIGMOIDS = ("logistic", "tanh")  # code MLP_SIGMOIDS
+ACTIVATIONS = RECTIFIERS + SIGMOIDS
+DECISIONS = ("softmax", "linear")  # classification / regression output layers
+MLP_LABELS = ("ip", "op", *ACTIVATIONS, *DECISIONS)
+MLP_GROUPS = ("all", "rectifier", "sigmoid")  # code MLP_STRUCTURAL_PENALTY_GROUPS
 PATH_TYPES = ("shortest", "longest", "rw")  # code PATH_LENGTH_TYPES
 FC_MASS_COEFF = 0.1  # code _FC_LAYER_MASS_COEFF
 NON_PROC_MASS_FRAC = 0.1  # code _NON_PROC_LAYERY_MASS_FRAC
@@ -42,18 +51,25 @@ INF_COST = 7.65432e5  # code REPLACE_COST_INF_WITH
 
 
 def group(label: str) -> str | None:
+    """The structural-penalty group of a label (code ``_get_layer_group_for_layer_label``)."""
     if label in CONVS:
         return "conv"
     if label in POOLS:
         return "pool"
+    if label in RECTIFIERS:
+        return "rectifier"
+    if label in SIGMOIDS:
+        return "sigmoid"
     return "fc" if label == "fc" else None
 
 
 @dataclass(frozen=True)
 class LayerGraph:
-    """A CNN as NASBOT describes it: layer i has ``labels[i]``, ``units[i]`` (0 where a
-    layer has none), ``strides[i]`` (1 or 2 for conv layers, 0 otherwise) and edges
-    (i, j) with i < j (a topological numbering); layer 0 is ``ip``, the last ``op``."""
+    """A network as NASBOT describes it: layer i has ``labels[i]``, ``units[i]`` (0
+    where a layer has none), ``strides[i]`` (1 or 2 for conv layers, 0 otherwise) and
+    edges (i, j) with i < j (a topological numbering); layer 0 is ``ip``, the last
+    ``op``. A graph whose labels include an activation (``ACTIVATIONS``) or ``linear``
+    is an MLP (``kind == "mlp"``), otherwise a CNN."""
 
     labels: tuple[str, ...]
     units: tuple[int, ...]
@@ -67,6 +83,23 @@ class LayerGraph:
     def n(self) -> int:
         return len(self.labels)
 
+    @property
+    def kind(self) -> str:
+        """ "mlp" or "cnn" (MLP and CNN labels never mix; ``validate`` checks it)."""
+        return (
+            "mlp"
+            if any(lab in ACTIVATIONS or lab == "linear" for lab in self.labels)
+            else "cnn"
+        )
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        return MLP_GROUPS if self.kind == "mlp" else GROUPS
+
+    def units_labels(self) -> tuple[str, ...]:
+        """Labels of the layers that have units (the processing layers)."""
+        return ACTIVATIONS if self.kind == "mlp" else (*CONVS, "fc")
+
     def parents(self, j: int) -> list[int]:
         return [a for a, b in self.edges if b == j]
 
@@ -74,7 +107,10 @@ class LayerGraph:
         return [b for a, b in self.edges if a == i]
 
     def sizes(self) -> list[int | None]:
-        """Downsampling factor of each layer's output (None: flat, after fc/softmax)."""
+        """Downsampling factor of each layer's output (None: flat, after fc/softmax;
+        an MLP is flat everywhere)."""
+        if self.kind == "mlp":
+            return [None] * self.n
         out: list[int | None] = [1]
         for j in range(1, self.n):
             parent = out[self.parents(j)[0]]
@@ -96,10 +132,12 @@ class LayerGraph:
                 f"labels, units, strides need equal lengths >= 3, got "
                 f"{len(self.labels)}, {len(self.units)}, {len(self.strides)}"
             )
-        bad = [lab for lab in self.labels if lab not in LABELS]
+        valid = MLP_LABELS if self.kind == "mlp" else LABELS
+        bad = [lab for lab in self.labels if lab not in valid]
         if bad:
             raise ValueError(
-                f"unknown label {bad[0]!r}; valid labels: {', '.join(LABELS)}"
+                f"unknown label {bad[0]!r} in a {self.kind.upper()}; valid labels: "
+                f"{', '.join(valid)}"
             )
         if (
             self.labels[0] != "ip"
@@ -116,26 +154,32 @@ class LayerGraph:
                 raise ValueError(f"layer {j} ({lab}) has no input")
             if j < n - 1 and not self.children(j):
                 raise ValueError(f"layer {j} ({lab}) feeds nothing")
-            has_units = lab in CONVS or lab == "fc"
+            has_units = lab in self.units_labels()
             if has_units != (self.units[j] > 0):
                 raise ValueError(f"layer {j} ({lab}) has units {self.units[j]}")
             if (lab in CONVS) != (self.strides[j] in (1, 2)) or (
                 lab not in CONVS and self.strides[j] != 0
             ):
                 raise ValueError(f"layer {j} ({lab}) has stride {self.strides[j]}")
-        if any(self.labels[c] not in CONVS for c in self.children(0)):
-            raise ValueError("the children of 'ip' must be conv layers (code check)")
-        if not self.parents(n - 1) or any(
-            self.labels[p] != "softmax" for p in self.parents(n - 1)
-        ):
+        decisions = {self.labels[p] for p in self.parents(n - 1)}
+        if self.kind == "mlp":
+            if len(decisions) != 1 or not decisions <= set(DECISIONS):
+                raise ValueError(
+                    "the layers before 'op' must all be softmax or all linear layers"
+                )
+        elif decisions != {"softmax"}:
             raise ValueError("the layers before 'op' must all be softmax layers")
         if any(
             self.labels[c] != "op"
             for j in range(n)
-            if self.labels[j] == "softmax"
+            if self.labels[j] in DECISIONS
             for c in self.children(j)
         ):
-            raise ValueError("a softmax layer may only feed 'op'")
+            raise ValueError("a softmax (or linear) layer may only feed 'op'")
+        if self.kind == "mlp":
+            return
+        if any(self.labels[c] not in CONVS for c in self.children(0)):
+            raise ValueError("the children of 'ip' must be conv layers (code check)")
         sizes: list[int | None] = [1]
         for j in range(1, n):
             parents = [sizes[p] for p in self.parents(j)]
@@ -170,33 +214,35 @@ class LayerGraph:
         return c_in, c_out
 
     def masses(self) -> np.ndarray:
-        """Layer masses (code ``compute_layer_masses``): conv ch_in·ch_out, fc
-        0.1·ch_in·ch_out, pool ch_in; ip and op max(0.1·Σ processing mass, 100); each
-        softmax that amount divided by the number of softmax layers."""
+        """Layer masses (code ``compute_layer_masses``): conv and MLP hidden layers
+        ch_in·ch_out, fc 0.1·ch_in·ch_out, pool ch_in; ip and op max(0.1·Σ processing
+        mass, 100); each decision layer (softmax, linear) that amount divided by their
+        number."""
         c_in, c_out = self.channels()
         m = np.zeros(self.n)
         for j, lab in enumerate(self.labels):
             if lab in POOLS:
                 m[j] = c_in[j]
-            elif lab in CONVS:
+            elif lab in CONVS or lab in ACTIVATIONS:
                 m[j] = c_in[j] * c_out[j]
             elif lab == "fc":
                 m[j] = FC_MASS_COEFF * c_in[j] * c_out[j]
         non_proc = max(NON_PROC_MASS_FRAC * m.sum(), 100.0)
-        n_soft = self.labels.count("softmax")
+        n_decision = sum(lab in DECISIONS for lab in self.labels)
         for j, lab in enumerate(self.labels):
             if lab in ("ip", "op"):
                 m[j] = non_proc
-            elif lab == "softmax":
-                m[j] = non_proc / n_soft
+            elif lab in DECISIONS:
+                m[j] = non_proc / n_decision
         return m
 
     # ------------------------------------------------------------------ path lengths
     def path_lengths(self) -> tuple[np.ndarray, np.ndarray]:
-        """(n, 12) lengths from ``ip`` and (n, 12) lengths to ``op``, for every (group,
-        path type): an edge a → b has length 1 if b is in the group ('all': always)."""
+        """(n, 3·G) lengths from ``ip`` and (n, 3·G) lengths to ``op``, for every
+        (group, path type), G = 4 groups for a CNN and 3 for an MLP: an edge a → b has
+        length 1 if b is in the group ('all': always)."""
         n = self.n
-        cols = [(g, t) for g in GROUPS for t in PATH_TYPES]
+        cols = [(g, t) for g in self.groups for t in PATH_TYPES]
         bkwd, fwd = np.zeros((n, len(cols))), np.zeros((n, len(cols)))
         for c, (g, t) in enumerate(cols):
             w = [1.0 if g == "all" or group(lab) == g else 0.0 for lab in self.labels]
@@ -272,6 +318,9 @@ class LayerGraphNet(nn.Module):
         self, graph: LayerGraph, in_channels: int, image_size: int, num_classes: int
     ):
         super().__init__()
+        if graph.kind == "mlp":
+            self._build_mlp(graph, in_channels * image_size**2, num_classes)
+            return
         if not graph.fits(image_size):
             raise ValueError(
                 f"the graph downsamples a {image_size}×{image_size} input "
@@ -313,12 +362,31 @@ class LayerGraphNet(nn.Module):
             c_out.append(c)
             size.append(s)
 
+    def _build_mlp(self, graph: LayerGraph, features: int, num_classes: int) -> None:
+        self.graph = graph
+        c_out = [features]
+        self.layers = nn.ModuleList([nn.Flatten()])  # (B, C, H, W) -> (B, C·H·W)
+        for j in range(1, graph.n):
+            lab, cin = graph.labels[j], sum(c_out[p] for p in graph.parents(j))
+            if lab in ACTIVATIONS:
+                width = graph.units[j]
+                module = nn.Sequential(
+                    nn.Linear(cin, (width + 1) // 2 if lab == "crelu" else width),
+                    _activation(lab, width),
+                )
+            elif lab in DECISIONS:
+                width, module = num_classes, nn.Linear(cin, num_classes)
+            else:
+                width, module = num_classes, nn.Identity()
+            self.layers.append(module)
+            c_out.append(width)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, classes)
         g = self.graph
-        values = [x]
+        values = [self.layers[0](x)]
         for j in range(1, g.n):
             ins = [values[p] for p in g.parents(j)]
-            if g.labels[j] == "op":  # the softmax layers' logits, averaged
+            if g.labels[j] == "op":  # the decision layers' outputs, averaged
                 values.append(torch.stack(ins).mean(0))
                 continue
             if g.labels[j] in ("fc", "softmax"):
@@ -327,13 +395,41 @@ class LayerGraphNet(nn.Module):
         return values[-1]
 
 
+class _CReLU(nn.Module):
+    """Concatenated ReLU, [relu(x), relu(−x)], cut to ``width`` units."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.width = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, ⌈w/2⌉) -> (B, w)
+        return torch.cat([torch.relu(x), torch.relu(-x)], dim=1)[:, : self.width]
+
+
+def _activation(label: str, width: int) -> nn.Module:
+    if label == "crelu":
+        return _CReLU(width)
+    return {
+        "relu": nn.ReLU,
+        "leaky-relu": nn.LeakyReLU,
+        "softplus": nn.Softplus,
+        "elu": nn.ELU,
+        "logistic": nn.Sigmoid,
+        "tanh": nn.Tanh,
+    }[label]()
+
+
 # ====================================================================== OTMANN
 def label_mismatch(
     labels_a, labels_b, non_assignment_penalty: float = 1.0
 ) -> np.ndarray:
-    """The label-mismatch matrix M (code ``get_cnn_layer_label_mismatch_penalties``):
-    0 for equal labels, (√2/10)·√|k_a − k_b| between conv sizes, 0.5 between pools,
-    ∞ otherwise; all times the non-assignment penalty."""
+    """The label-mismatch matrix M, times the non-assignment penalty.
+
+    CNNs (code ``get_cnn_layer_label_mismatch_penalties``): 0 for equal labels,
+    (√2/10)·√|k_a − k_b| between conv sizes, 0.5 between pools. MLPs (code
+    ``get_mlp_layer_label_mismatch_penalties``): 0.1 between two rectifiers or two
+    sigmoids, 0.25 between a rectifier and a sigmoid. ∞ for any other pair.
+    """
 
     def cost(a: str, b: str) -> float:
         if a == b:
@@ -342,6 +438,10 @@ def label_mismatch(
             return np.sqrt(2) / 10 * np.sqrt(abs(int(a[-1]) - int(b[-1])))
         if a in POOLS and b in POOLS:
             return 0.5
+        if (a in RECTIFIERS and b in RECTIFIERS) or (a in SIGMOIDS and b in SIGMOIDS):
+            return 0.1
+        if a in ACTIVATIONS and b in ACTIVATIONS:
+            return 0.25
         return np.inf
 
     return non_assignment_penalty * np.array(
@@ -356,7 +456,12 @@ def _summary(g: LayerGraph) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def structural_penalty(a: LayerGraph, b: LayerGraph) -> np.ndarray:
-    """S: mean absolute difference of the 24 path lengths (12 from ip, 12 to op)."""
+    """S: mean absolute difference of the path lengths from ip and, separately, to op
+    (12 + 12 for CNNs, 9 + 9 for MLPs), averaged."""
+    if a.kind != b.kind:
+        raise ValueError(
+            f"OTMANN compares networks of one kind; got a {a.kind} and a {b.kind}"
+        )
     (_, ba, fa), (_, bb, fb) = _summary(a), _summary(b)
     bk = np.abs(ba[:, None, :] - bb[None, :, :]).mean(-1)
     fw = np.abs(fa[:, None, :] - fb[None, :, :]).mean(-1)
@@ -443,7 +548,7 @@ CHANGE_FRAC = 0.125  # code: units change by 1/8
 
 
 def _processing(g: LayerGraph) -> list[int]:
-    return [j for j, lab in enumerate(g.labels) if lab in CONVS or lab == "fc"]
+    return [j for j, lab in enumerate(g.labels) if lab in g.units_labels()]
 
 
 def _scaled(u: int, up: bool, lo: int, hi: int) -> int:
@@ -492,19 +597,23 @@ def modify(
             raise ValueError("units already at their bound")
         return make_graph(labels, units, strides, edges)
     if name == "swap_label":
-        options = [j for j, lab in enumerate(labels) if lab in CONVS + POOLS]
+        families = (ACTIVATIONS,) if g.kind == "mlp" else (CONVS, POOLS)
+        options = [j for j, lab in enumerate(labels) if any(lab in f for f in families)]
         if not options:
-            raise ValueError("no conv or pool layer to swap")
+            raise ValueError("no layer whose label can be swapped")
         j = rng.choice(options)
-        pool = CONVS if labels[j] in CONVS else POOLS
+        pool = next(f for f in families if labels[j] in f)
         labels[j] = rng.choice([x for x in pool if x != labels[j]])
         return make_graph(labels, units, strides, edges)
     if name == "wedge_layer":
         a, b = rng.choice(edges)
-        if labels[b] in ("softmax", "op"):
+        if labels[b] in (*DECISIONS, "op"):
             raise ValueError("wedging before a decision layer")
         flat = g.sizes()[a] is None
-        label = "fc" if flat else rng.choice(CONVS)
+        if g.kind == "mlp":
+            label, flat = rng.choice(ACTIVATIONS), True
+        else:
+            label = "fc" if flat else rng.choice(CONVS)
         width = units[a] if units[a] else (units[b] or min_units)
         new = g.n  # appended, then renumbered after a
         labels.append(label)
@@ -514,7 +623,8 @@ def modify(
         order = list(range(a + 1)) + [new] + list(range(a + 1, g.n))
         return _renumber(labels, units, strides, edges, order)
     if name == "remove_layer":
-        options = [j for j, lab in enumerate(labels) if lab in CONVS + POOLS + ("fc",)]
+        options = [j for j, lab in enumerate(labels) if lab in (*CONVS, *POOLS, "fc")]
+        options += _processing(g) if g.kind == "mlp" else []
         if not options:
             raise ValueError("nothing to remove")
         j = rng.choice(options)
@@ -523,12 +633,12 @@ def modify(
         order = [i for i in range(g.n) if i != j]
         return _renumber(labels, units, strides, set(edges), order)
     if name == "branch":  # duplicate a path a → x₁ → … → x_k → b (k ≥ 1)
-        a = rng.choice([j for j in range(g.n) if labels[j] not in ("softmax", "op")])
+        a = rng.choice([j for j in range(g.n) if labels[j] not in (*DECISIONS, "op")])
         path = [a]
         while True:
             nxt = rng.choice(g.children(path[-1]))
             path.append(nxt)
-            if labels[nxt] in ("softmax", "op") or (
+            if labels[nxt] in (*DECISIONS, "op") or (
                 len(path) > 2 and rng.random() < 0.5
             ):
                 break
@@ -555,8 +665,8 @@ def modify(
             for a in range(g.n)
             for b in range(a + 2, g.n)
             if (a, b) not in g.edges
-            and labels[b] not in ("softmax", "op")
-            and labels[a] not in ("softmax",)
+            and labels[b] not in (*DECISIONS, "op")
+            and labels[a] not in DECISIONS
             and sizes[a] == sizes[g.parents(b)[0]]
         ]
         if not pairs:
@@ -627,6 +737,33 @@ def initial_pool(n_conv_blocks: int = 2, units: int = 16) -> list[LayerGraph]:
     return [vgg, blocked, wide5, resnet, branches]
 
 
-def random_graph(rng: random.Random, image_size: int = 8, steps: int = 6) -> LayerGraph:
-    """A valid random graph: an initial-pool network after ``steps`` random modifiers."""
-    return mutate(rng.choice(initial_pool()), rng, steps, image_size=image_size)
+def initial_pool_mlp(units: int = 16) -> list[LayerGraph]:
+    """A small initial pool of MLPs in the spirit of the code's (blocked MLPs of
+    rectifiers and sigmoids), plus a skip and a two-branch net, scaled by ``units``."""
+    u = units
+    return [
+        chain(["relu", "relu", "softmax"], [2 * u, u, 0]),
+        chain(["tanh", "tanh", "softmax"], [2 * u, u, 0]),
+        chain(["elu", "logistic", "relu", "softmax"], [2 * u, u, u, 0]),
+        make_graph(
+            ["ip", "relu", "leaky-relu", "relu", "softmax", "op"],
+            [0, 2 * u, 2 * u, u, 0, 0],
+            [0] * 6,
+            [(0, 1), (1, 2), (2, 3), (1, 3), (3, 4), (4, 5)],
+        ),
+        make_graph(
+            ["ip", "relu", "tanh", "softplus", "softmax", "op"],
+            [0, u, u, u, 0, 0],
+            [0] * 6,
+            [(0, 1), (0, 2), (1, 3), (2, 3), (3, 4), (4, 5)],
+        ),
+    ]
+
+
+def random_graph(
+    rng: random.Random, image_size: int = 8, steps: int = 6, network: str = "cnn"
+) -> LayerGraph:
+    """A valid random graph: an initial-pool network (CNN or MLP) after ``steps``
+    random modifiers."""
+    pool = initial_pool_mlp() if network == "mlp" else initial_pool()
+    return mutate(rng.choice(pool), rng, steps, image_size=image_size)

@@ -11,10 +11,17 @@ Acquisitions: Auto-Keras's UCB written on a *cost* (Eq. 10, α = μ − β·σ, 
 and NASBOT's expected improvement (on a reward, maximised). Kernel hyper-parameters
 are chosen by the log marginal likelihood over a candidate set (NASBOT fits them by
 marginal likelihood; a grid keeps it deterministic and small).
+
+``AsyncSearch`` is the loop both papers run with several evaluations in flight
+(``nasedu.parallel``): whenever a result arrives, the model is updated and the next
+proposals are submitted until ``in_flight`` trials are running again. NASBOT's
+asynchronous mode keeps one trial per worker; Auto-Keras (§4.3) keeps one more, so
+that the next model is generated on the CPU while the current ones train.
 """
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,6 +29,10 @@ from typing import Any
 import numpy as np
 from scipy.linalg import cho_solve, cholesky, solve_triangular
 from scipy.stats import norm
+
+from nasedu.evaluate import Outcome
+from nasedu.parallel import AsyncEvaluator, is_failed
+from nasedu.search import Clock, HistoryRecord, Search
 
 
 class GaussianProcess:
@@ -38,13 +49,20 @@ class GaussianProcess:
         self.noise = noise
         self._chol: np.ndarray | None = None
 
-    def fit(self, K: np.ndarray, y: Sequence[float]) -> GaussianProcess:
-        """Condition on observations ``y`` with train kernel ``K`` (n, n)."""
+    def fit(
+        self, K: np.ndarray, y: Sequence[float], mean: float | None = None
+    ) -> GaussianProcess:
+        """Condition on observations ``y`` with train kernel ``K`` (n, n).
+
+        ``mean``: the constant prior mean; None uses the mean of ``y``. Pass the first
+        fit's mean when adding hallucinated observations (``hallucinate``), so that
+        they leave the posterior mean unchanged.
+        """
         K = np.asarray(K, dtype=float)
         y = np.asarray(y, dtype=float)
         if K.shape != (len(y), len(y)):
             raise ValueError(f"K has shape {K.shape}, expected {(len(y), len(y))}")
-        self.mean = float(y.mean())
+        self.mean = float(y.mean()) if mean is None else float(mean)
         self._y = y - self.mean  # (n,)
         self._chol = cholesky(K + self.noise * np.eye(len(y)), lower=True)  # (n, n)
         self._alpha = cho_solve((self._chol, True), self._y)  # (n,)
@@ -117,3 +135,159 @@ def fit_hyperparameters(
             "every hyper-parameter candidate gave a singular kernel matrix"
         )
     return best[1], best[2]
+
+
+def hallucinate(
+    gp: GaussianProcess,
+    K_all: np.ndarray,
+    y: Sequence[float],
+    K_pending_train: np.ndarray,
+    k_pending_diag: Sequence[float],
+) -> GaussianProcess:
+    """The GP conditioned on the observations *and* on the evaluations still running,
+    each "observed" at its posterior mean (hallucinated observations; NASBOT's code
+    option ``handle_parallel='halluc'``; chapter *NASBOT*, "Asynchronous workers").
+
+    The posterior mean stays the same everywhere (an observation equal to the
+    prediction changes nothing), while σ shrinks near the pending networks, so the
+    acquisition stops proposing what a worker is already training.
+
+    Args:
+        gp: the GP fitted on the ``n`` observations ``y``.
+        K_all: ((n + p), (n + p)) kernel of the observed then the ``p`` pending points.
+        y: the ``n`` observations.
+        K_pending_train: (p, n) kernel between pending and observed points.
+        k_pending_diag: (p,) kernel of each pending point with itself.
+    """
+    believed, _ = gp.predict(K_pending_train, k_pending_diag)  # (p,)
+    return GaussianProcess(gp.noise).fit(
+        K_all, np.concatenate([np.asarray(y, dtype=float), believed]), mean=gp.mean
+    )
+
+
+class AsyncSearch(Search):
+    """A model-based search with ``in_flight`` evaluations running at once.
+
+    One ``step`` first fills the free slots — ``propose`` (which may use the trials
+    still pending) and submit — then takes *one* finished result, updates the model
+    (``observe``) and returns its record. Records arrive in order of completion; each
+    keeps the ``step`` it was submitted as, which seeds its training, so a trial
+    scores the same whichever worker ran it. With a ``SerialEvaluator``, or a pool of
+    one worker, results arrive in submission order and the search is deterministic;
+    with several workers the order depends on timing, and so do the proposals (as in
+    the papers' asynchronous runs).
+
+    The state holds the pending trials; a resumed search submits them again before
+    anything else (``nasedu.parallel``), so it continues exactly where it stopped.
+
+    Subclasses implement ``make_evaluator``, ``can_propose``, ``propose`` (a JSON-ready
+    trial dict with ``architecture`` and ``extra``, tensors allowed), ``candidate``
+    (the object the evaluation function receives) and ``observe``, plus
+    ``model_state``/``load_model_state``.
+    """
+
+    def __init__(self, budget: int, in_flight: int):
+        if budget < 1 or in_flight < 1:
+            raise ValueError(
+                f"budget and in_flight must be >= 1, got {budget}, {in_flight}"
+            )
+        self.budget, self.in_flight = budget, in_flight
+        self.submitted = 0  # trials submitted so far (the next trial's step)
+        self.observed = 0  # results received so far
+        self.pending: list[dict[str, Any]] = []
+        self.pool: AsyncEvaluator | None = None
+
+    @abc.abstractmethod
+    def make_evaluator(self) -> AsyncEvaluator:
+        """The evaluator (serial or a pool) that scores ``candidate(trial)``."""
+
+    @abc.abstractmethod
+    def can_propose(self) -> bool:
+        """Whether a proposal can be made now (e.g. the model needs one result)."""
+
+    @abc.abstractmethod
+    def propose(self, step: int) -> dict[str, Any]:
+        """The next trial, given the observations and ``self.pending``."""
+
+    @abc.abstractmethod
+    def candidate(self, trial: dict[str, Any]) -> Any:
+        """What the evaluation function receives for ``trial``."""
+
+    @abc.abstractmethod
+    def observe(self, trial: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+        """Add a result to the model; returns the ``extra`` to record."""
+
+    def step(self, clock: Clock) -> list[HistoryRecord]:
+        if self.pool is None:
+            self.pool = self.make_evaluator()
+            for trial in self.pending:  # a resumed search: the trials cut off
+                self.pool.submit(self.candidate(trial), trial["step"])
+        while (
+            len(self.pending) < self.in_flight
+            and self.submitted < self.budget
+            and self.can_propose()
+        ):
+            start = clock.elapsed()
+            trial = {**self.propose(self.submitted), "step": self.submitted}
+            # when and how long the model was searched for (Auto-Keras §4.3 overlaps
+            # this with training; the chapters draw both on one time axis)
+            trial["extra"] = {
+                **trial["extra"],
+                "proposed_at": start,
+                "propose_seconds": clock.elapsed() - start,
+            }
+            self.pending.append(trial)
+            self.pool.submit(self.candidate(trial), self.submitted)
+            self.submitted += 1
+        handle, outcome = next(iter(self.pool.results()))
+        trial = next(t for t in self.pending if t["step"] == handle.step)
+        self.pending.remove(trial)
+        extra = self.observe(trial, outcome)
+        if is_failed(outcome):
+            extra.pop("traceback", None)
+        self.observed += 1
+        if self.done():
+            self.close()
+        return [
+            HistoryRecord(
+                step=trial["step"],
+                architecture=trial["architecture"],
+                reward=float(outcome.reward),
+                cost=float(outcome.cost),
+                wall_clock=clock.elapsed(),
+                extra={**extra, **trial["extra"], "pending": len(self.pending)},
+            )
+        ]
+
+    def done(self) -> bool:
+        return self.observed >= self.budget
+
+    def progress_total(self) -> int | None:
+        return self.budget
+
+    def close(self) -> None:
+        """Stop the evaluator's workers (a finished search does it itself)."""
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
+
+    @abc.abstractmethod
+    def model_state(self) -> dict[str, Any]:
+        """The model's data (observations, random state)."""
+
+    @abc.abstractmethod
+    def load_model_state(self, state: dict[str, Any]) -> None:
+        """Restore ``model_state``."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "submitted": self.submitted,
+            "observed": self.observed,
+            "pending": [dict(t) for t in self.pending],
+            "model": self.model_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.submitted, self.observed = state["submitted"], state["observed"]
+        self.pending = [dict(t) for t in state["pending"]]
+        self.load_model_state(state["model"])

@@ -99,6 +99,8 @@ def _cli(*args):
         ("nas_rl", ["samples=6", "replicas=1"], 6),
         ("nas_rl_rnn", ["samples=6", "replicas=1"], 6),
         ("pnas", ['primitives=["skip_connect"]', "blocks=2", "beam=2"], 5),
+        ("nasnet", ["samples=4", "batch_size=2", "child.train.epochs=1"], 4),
+        ("nasnet_random", ["samples=4", "child.train.epochs=1"], 4),
     ],
 )
 def test_sigterm_saves_and_resume_matches_uninterrupted_run(

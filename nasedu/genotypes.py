@@ -208,6 +208,13 @@ class Genotype:
                 f"genotype JSON lacks {', '.join(missing)}; it needs "
                 f"{', '.join(required)} (and optionally 'form')"
             )
+        combines = [*data.get("normal_combine", ()), *data.get("reduce_combine", ())]
+        if "concat" in combines:
+            raise ValueError(
+                "this cell concatenates block outputs (a NASNet cell with "
+                "'normal_combine'/'reduce_combine'); a Genotype's blocks add, so it "
+                "would be built wrongly: train it with nasedu.papers.nasnet.retrain"
+            )
         return cls(*(data[k] for k in required), form=data.get("form", "pairs"))
 
     @classmethod

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nasedu import genotypes as G
-from nasedu.genotypes import CELLS, FORMS, Genotype
+from nasedu.genotypes import CELLS, FORMS, Genotype, load
 from nasedu.ops import OPS
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "genotypes"
@@ -492,3 +492,13 @@ def test_dead_node_is_ignored_by_the_hash_on_a_hand_made_cell():
     assert (
         Genotype(**base).hash() != Genotype(**{**base, "normal_concat": [2, 3]}).hash()
     )
+
+
+def test_a_cell_with_concatenating_blocks_is_refused_not_built_wrongly():
+    data = load("darts_v2").to_dict()
+    steps = len(data["normal"]) // 2
+    adds = {"normal_combine": ["add"] * steps, "reduce_combine": ["add"] * steps}
+    assert Genotype.from_dict({**data, **adds}) == load("darts_v2")
+    concat = {**adds, "normal_combine": ["concat"] + ["add"] * (steps - 1)}
+    with pytest.raises(ValueError, match="nasnet.retrain"):
+        Genotype.from_dict({**data, **concat})

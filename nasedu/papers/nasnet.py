@@ -167,8 +167,11 @@ class NASNetGenotype:
     def from_dict(cls, data: dict[str, Any]) -> NASNetGenotype:
         """From ``to_dict`` output, a published genotype record or a ``Genotype``
         dict (then every block adds)."""
-        cells = Genotype.from_dict(data)
         inner = data.get("genotype", data.get("architecture", data))
+        # Genotype.from_dict refuses concatenating blocks, which only this class builds.
+        cells = Genotype.from_dict(
+            {k: v for k, v in inner.items() if not k.endswith("_combine")}
+        )
         return cls(
             cells,
             inner.get("normal_combine", ("add",) * cells.steps("normal")),

@@ -84,29 +84,18 @@ class ChildTraining:
         )
 
     def evaluator(self, data, device, seed: int) -> Callable[[Genotype, int], Outcome]:
-        """The scoring function for a search; the test split is withheld so that no
-        search can select on it (DARTS §3.2: "the test set is never used")."""
-        search_data = dataclasses.replace(data, test=None)
-        if data.valid is None:  # CIFAR-10: hold out half the training set (DARTS A.1.1)
-            from nasedu.data import search_split
-
-            train_half, valid_half = search_split(*data.train, portion=0.5, seed=seed)
-            search_data = dataclasses.replace(
-                search_data, train=train_half, valid=valid_half
-            )
+        """The scoring function for a search: train on half the training set, score
+        on the other half (DARTS App. A.1.1); the test split is withheld."""
+        search_data = data_for_search(data, seed, holdout=0.5)
 
         def score(genotype: Genotype, step: int) -> Outcome:
-            from nasedu.device import seed_everything
-
-            # Each child gets its own seed, so a resumed search scores identically.
-            seed_everything(seed * 1_000_003 + step)
-            model = self.build(genotype, data)
-            result = train(
-                model,
+            model, result = train_child(
+                lambda: self.build(genotype, data),
                 search_data,
-                dataclasses.replace(self.train, seed=seed + step),
+                self.train,
                 device,
-                progress=False,
+                seed,
+                step,
             )
             return Outcome(
                 result.final_valid_acc,
@@ -115,6 +104,46 @@ class ChildTraining:
             )
 
         return score
+
+
+def child_seed(seed: int, step: int) -> int:
+    """The seed of a search's ``step``-th child: the same whichever worker trains it,
+    and after a resume (``nasedu.parallel``)."""
+    return seed * 1_000_003 + step
+
+
+def data_for_search(data, seed: int, holdout: float = 0.5):
+    """What a search may see of ``data``: never the test split (DARTS §3.2: "the test
+    set is never used" for selection), and, for a dataset without a validation split
+    (CIFAR-10), a ``holdout`` fraction of the training images held out to score
+    children, split once by ``seed``."""
+    from nasedu.data import search_split
+
+    if not 0.0 < holdout < 1.0:
+        raise ValueError(f"holdout must be a fraction in (0, 1), got {holdout}")
+    search_data = dataclasses.replace(data, test=None)
+    if data.valid is None:
+        train_part, valid_part = search_split(*data.train, 1.0 - holdout, seed=seed)
+        search_data = dataclasses.replace(
+            search_data, train=train_part, valid=valid_part
+        )
+    return search_data
+
+
+def train_child(
+    build: Callable[[], Any], data, config: TrainConfig, device, seed: int, step: int
+):
+    """Build and train a search's ``step``-th child with the one training engine,
+    weights and batches seeded by ``child_seed``; returns ``(model, TrainResult)``."""
+    from nasedu.device import seed_everything
+
+    child = child_seed(seed, step)
+    seed_everything(child)
+    model = build()
+    result = train(
+        model, data, dataclasses.replace(config, seed=child), device, progress=False
+    )
+    return model, result
 
 
 @dataclass(frozen=True)

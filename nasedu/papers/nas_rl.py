@@ -46,7 +46,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nasedu.evaluate import ChildScorer, Outcome
+from nasedu.evaluate import (
+    ChildScorer,
+    Outcome,
+    child_seed,
+    data_for_search,
+    train_child,
+)
 from nasedu.networks import count_parameters
 from nasedu.parallel import (
     AsyncEvaluator,
@@ -69,7 +75,7 @@ from nasedu.strategies.controller import (
     Reinforce,
 )
 from nasedu.strategies.random_search import RandomSearch
-from nasedu.train import TrainConfig, train
+from nasedu.train import TrainConfig
 
 
 # --------------------------------------------------------------------------- child
@@ -113,30 +119,16 @@ class NasRLChild:
         """``fn(architecture, step) -> Outcome`` trained on ``data``'s training split
         and scored on its validation split (held out of CIFAR-10's training set when
         the dataset has none); the test split is withheld from the search."""
-        search_data = dataclasses.replace(data, test=None)
-        if data.valid is None:
-            from nasedu.data import search_split
-
-            x, y = data.train
-            train_part, valid_part = search_split(
-                x, y, portion=1 - self.valid_portion, seed=seed
-            )
-            search_data = dataclasses.replace(
-                search_data, train=train_part, valid=valid_part
-            )
+        search_data = data_for_search(data, seed, self.valid_portion)
 
         def score(architecture: LayerwiseArchitecture | dict, step: int) -> Outcome:
-            from nasedu.device import seed_everything
-
-            # Each child is seeded by (seed, step): the same score on any worker.
-            seed_everything(seed * 1_000_003 + step)
-            model = build_network(architecture, data.in_channels, data.num_classes)
-            result = train(
-                model,
+            model, result = train_child(
+                lambda: build_network(architecture, data.in_channels, data.num_classes),
                 search_data,
-                dataclasses.replace(self.train, seed=seed + step),
+                self.train,
                 device,
-                progress=False,
+                seed,
+                step,
             )
             accs = [h["valid_acc"] for h in result.history]
             reward = max(accs[-self.reward_epochs :])
@@ -758,7 +750,7 @@ class NASCellChild:
 
         if isinstance(genotype, dict):
             genotype = NASCellGenotype.from_dict(genotype)
-        seed_everything(self.seed * 1_000_003 + step)
+        seed_everything(child_seed(self.seed, step))
         device = resolve_device(self.device)
         corpus = _corpus(self.corpus)
         model = NASCellLM(len(corpus), self.nhid, genotype).to(device)

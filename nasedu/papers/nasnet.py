@@ -32,7 +32,6 @@ updates every 2 children instead of 20, so that the run shows two PPO updates.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
 import random
@@ -44,7 +43,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nasedu.evaluate import Evaluator, Outcome
+from nasedu.evaluate import Evaluator, Outcome, data_for_search, train_child
 from nasedu.genotypes import CELLS, Genotype
 from nasedu.networks import count_parameters
 from nasedu.ops import (
@@ -639,29 +638,17 @@ class NASNetChild:
         """The scoring function ``(genotype, step) -> Outcome``: train on the search
         split, reward = final validation accuracy. The test split is withheld, and
         without a validation split ``valid_size`` training images are held out."""
-        search_data = dataclasses.replace(data, test=None)
-        if data.valid is None:
-            from nasedu.data import search_split
-
-            n = len(data.train[1])
-            portion = 1.0 - min(self.valid_size, n // 2) / n
-            train_part, valid_part = search_split(*data.train, portion, seed=seed)
-            search_data = dataclasses.replace(
-                search_data, train=train_part, valid=valid_part
-            )
+        n = len(data.train[1])
+        search_data = data_for_search(data, seed, min(self.valid_size, n // 2) / n)
 
         def score(genotype: NASNetGenotype, step: int) -> Outcome:
-            from nasedu.device import seed_everything
-
-            # Each child has its own seed: a resumed search scores identically.
-            seed_everything(seed * 1_000_003 + step)
-            model = self.build(genotype, data)
-            result = train(
-                model,
+            model, result = train_child(
+                lambda: self.build(genotype, data),
                 search_data,
-                dataclasses.replace(self.train, seed=seed + step),
+                self.train,
                 device,
-                progress=False,
+                seed,
+                step,
             )
             return Outcome(
                 result.final_valid_acc,

@@ -3,6 +3,7 @@ the Bourgain kernel, the GP, and the resumable search."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import random
@@ -259,6 +260,8 @@ def test_paper_config_and_budgets():
         and paper.train.epochs == 200
     )
     assert method.config("smoke").models < method.config("colab").models
+    assert paper.workers == 1  # §4.3: search on the CPU while the GPU trains
+    assert method.config("smoke").workers == 0
 
 
 def _trace(records):
@@ -378,3 +381,38 @@ def test_pooled_search_equals_the_serial_schedule(monkeypatch):
     serial = run("autokeras", **args, **TINY)
     assert _trace(pooled.records) == _trace(serial.records)
     assert all(r.cost > 0 for r in pooled.records)
+
+
+def test_a_failed_first_model_stops_the_search_with_a_clear_error(monkeypatch):
+    from nasedu.papers import autokeras as ak
+
+    def oom(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(ak, "train_model", oom)
+    with pytest.raises(ValueError, match="every result so far failed"):
+        run("autokeras", budget="smoke", progress=False, device="cpu", **TINY)
+
+
+def test_early_stopping_rule_and_training_stops():
+    from nasedu import data as data_mod
+    from nasedu.papers import autokeras as ak
+
+    assert not ak.no_improvement([0.5, 0.6, 0.7], 1)
+    assert ak.no_improvement([0.5, 0.7, 0.7], 1)  # equal is no improvement
+    assert not ak.no_improvement([0.5, 0.7, 0.6, 0.8], 2)
+    assert ak.no_improvement([0.5, 0.9, 0.6, 0.8], 2)
+    assert not ak.no_improvement([0.9, 0.1], 2)  # fewer than τ + 1 epochs
+    config = (
+        load_methods()
+        .get("autokeras")
+        .config("smoke", tau=1, train={"epochs": 4, "lr": 1e-12})
+    )
+    data = data_mod.load("digits")
+    graph = m.default_graph(1, 8, 10, n_conv=2, filters=4, dense_units=8)
+    # a learning rate of ~0 cannot change the accuracy: stopped after τ + 1 epochs
+    out = ak.train_model((graph, None), 0, ak.search_data(data, 0), config, "cpu", 0)
+    assert out.extra["epochs"] == 2 and out.extra["final_valid_acc"] == out.reward
+    no_stop = dataclasses.replace(config, early_stop=False)
+    out = ak.train_model((graph, None), 0, ak.search_data(data, 0), no_stop, "cpu", 0)
+    assert out.extra["epochs"] == 4

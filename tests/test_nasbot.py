@@ -196,6 +196,8 @@ def test_paper_config_and_budgets():
     paper = method.config("paper")
     assert paper.init_evaluations == 20 and paper.mutation_steps[0] == 0.5
     assert method.config("smoke").evaluations < method.config("colab").evaluations
+    assert paper.workers == 2 and paper.hallucinate  # code: mode='asy', 2 GPUs
+    assert method.config("smoke").workers == 0
 
 
 def _trace(records):

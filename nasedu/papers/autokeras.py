@@ -14,10 +14,13 @@ the cost y = 1 − accuracy (the paper's Cost, §2).
 asynchronous evaluator (``workers`` processes, ``nasedu.parallel``): one model more
 than there are workers is kept in flight, so the next model is generated (from the
 results so far, never from a model still training) while the workers train; a worker
-that frees up starts the waiting model at once. With ``workers = 0`` (the default)
-generation and training alternate in this process.
+that frees up starts the waiting model at once. The ``paper`` budget uses one worker
+(§4.3); with ``workers = 0`` (``smoke``, ``colab``) generation and training alternate
+in this process.
 
-Not implemented: App. D's early stopping (children train a fixed number of epochs).
+App. D's early stopping stops a model's training when its validation loss has not
+improved for τ epochs; nasedu's training engine records validation *accuracy*, so
+training stops when the accuracy has not improved for τ epochs (``early_stop``).
 
 The ``smoke`` budget: a 3-block CNN of 8 filters on the 8×8 digits, 8 models of 2
 epochs each, a shorter annealing schedule (T_min 0.05: about 28 expansions of 8
@@ -67,10 +70,12 @@ class AutoKerasConfig:
     dropout: float = 0.25  # nasedu: App. A has a dropout layer but no rate
     max_width: int = 1024  # nasedu: cap on a widened layer
     tau: int = 5  # App. D τ; code MAX_NO_IMPROVEMENT_NUM = 5: score = mean of last τ
+    early_stop: bool = True  # App. D: stop after τ epochs without improvement
     # §4.3 parallelism: 0 = generation and training alternate in this process; n >= 1
-    # = n training processes (the paper: one GPU) while generation runs here;
-    # devices = GPU indices, worker i on devices[i % len(devices)].
-    workers: int = 0
+    # = n training processes while generation runs here (§4.3: the search on the CPU,
+    # the training on the one GPU); devices = GPU indices, worker i on
+    # devices[i % len(devices)].
+    workers: int = 1
     devices: tuple[str, ...] | None = None
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
@@ -91,11 +96,19 @@ class AutoKerasConfig:
 
 BUDGETS: dict[str, dict[str, Any]] = {
     "paper": {},
-    "colab": {"models": 20, "filters": 32, "t_min": 1e-3, "train": {"epochs": 10}},
+    # workers=0: generation and training alternate (workers=1 overlaps them, §4.3)
+    "colab": {
+        "models": 20,
+        "filters": 32,
+        "t_min": 1e-3,
+        "workers": 0,
+        "train": {"epochs": 10},
+    },
     # 8 tiny models on the 8×8 digits, 2 epochs each; CIFAR augmentation would
     # destroy 8×8 digits. lr 0.02, not 0.05: children continue from trained weights.
     "smoke": {
         "models": 8,
+        "workers": 0,
         "filters": 8,
         "dense_units": 16,
         "t_min": 0.05,
@@ -124,6 +137,16 @@ def search_data(data, seed: int):
     return out
 
 
+class _EarlyStop(Exception):
+    """Raised from the engine's ``on_epoch`` hook to end a model's training."""
+
+
+def no_improvement(accuracies: list[float], tau: int) -> bool:
+    """App. D's stopping rule: the last ``tau`` epochs did not improve on the best
+    accuracy before them."""
+    return len(accuracies) > tau and max(accuracies[-tau:]) <= max(accuracies[:-tau])
+
+
 def train_model(
     candidate: tuple[NetworkGraph, dict | None],
     step: int,
@@ -134,8 +157,10 @@ def train_model(
 ) -> Outcome:
     """Observation (§3): train a model — the first from random weights, a child from
     its morphed parent's — seeded by (seed, step); score = mean validation accuracy of
-    the last τ epochs (App. D). The trained weights travel back in ``extra``."""
+    the last τ epochs (App. D), training stopped early when ``no_improvement``. The
+    trained weights travel back in ``extra``."""
     from nasedu.device import seed_everything
+    from nasedu.networks import count_parameters
 
     graph, weights = candidate
     seed_everything(seed * 1_000_003 + step)
@@ -143,15 +168,25 @@ def train_model(
     if weights is not None:
         model.load_state_dict(weights)
     cfg = dataclasses.replace(config.train, seed=seed * 1_000_003 + step)
-    result = train(model, data, cfg, device, progress=False)
-    accs = [h["valid_acc"] for h in result.history][-config.tau :]
+    accs: list[float] = []
+
+    def on_epoch(record: dict[str, Any]) -> None:
+        accs.append(record["valid_acc"])
+        if config.early_stop and no_improvement(accs, config.tau):
+            raise _EarlyStop
+
+    try:
+        train(model, data, cfg, device, progress=False, on_epoch=on_epoch)
+    except _EarlyStop:
+        pass  # the model holds the weights of its last epoch either way
     trained = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return Outcome(
-        float(np.mean(accs)),
+        float(np.mean(accs[-config.tau :])),
         0.0,
         {
-            "params": result.params,
-            "final_valid_acc": result.final_valid_acc,
+            "params": count_parameters(model),
+            "final_valid_acc": accs[-1],
+            "epochs": len(accs),
             "weights": trained,
         },
     )

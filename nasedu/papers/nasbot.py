@@ -72,7 +72,7 @@ class NASBOTConfig:
     # Asynchronous parallel evaluation (code mode='asy'; the demos use 2 GPUs): 0 =
     # one evaluation at a time in this process; n >= 1 = n worker processes, one trial
     # each; devices = GPU indices, worker i on devices[i % len(devices)].
-    workers: int = 0
+    workers: int = 2  # code demos: 2 GPUs (the paper's worker count UNVERIFIED)
     devices: tuple[str, ...] | None = None
     hallucinate: bool = True  # code handle_parallel='halluc' (its asy EI ignores it)
     train: TrainConfig = field(
@@ -102,10 +102,12 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "init_evaluations": 5,
         "ea_evaluations": 100,
         "init_units": 32,
+        "workers": 0,  # one free GPU: one network at a time
         "train": {"epochs": 5},
     },
     "smoke": {
         "evaluations": 8,
+        "workers": 0,
         "init_evaluations": 2,
         "ea_evaluations": 40,
         "ea_mutations": 8,

@@ -239,6 +239,11 @@ class AsyncSearch(Search):
             self.pending.append(trial)
             self.pool.submit(self.candidate(trial), self.submitted)
             self.submitted += 1
+        if not self.pending:
+            raise ValueError(
+                f"{type(self).__name__}: nothing is being evaluated and nothing can "
+                f"be proposed: every result so far failed (see the history's errors)"
+            )
         handle, outcome = next(iter(self.pool.results()))
         trial = next(t for t in self.pending if t["step"] == handle.step)
         self.pending.remove(trial)

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from nasedu.bench import BENCHMARKS
-from nasedu.evaluate import Outcome
+from nasedu.evaluate import Outcome, child_seed, data_for_search
 from nasedu.parallel import AsyncEvaluator, ProcessPoolEvaluator, SerialEvaluator
 from nasedu.search import METHODS, Method
 from nasedu.spaces import morphism
@@ -128,13 +128,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
 def search_data(data, seed: int):
     """The data a search trains on: the test split withheld (never select on test);
     CIFAR-10 (no fixed validation split) split 80/20 as in §5."""
-    out = dataclasses.replace(data, test=None)
-    if data.valid is None:
-        from nasedu.data import search_split
-
-        tr, va = search_split(*data.train, portion=0.8, seed=seed)
-        out = dataclasses.replace(out, train=tr, valid=va)
-    return out
+    return data_for_search(data, seed, holdout=0.2)
 
 
 class _EarlyStop(Exception):
@@ -163,11 +157,11 @@ def train_model(
     from nasedu.networks import count_parameters
 
     graph, weights = candidate
-    seed_everything(seed * 1_000_003 + step)
+    seed_everything(child_seed(seed, step))
     model = graph.build()
     if weights is not None:
         model.load_state_dict(weights)
-    cfg = dataclasses.replace(config.train, seed=seed * 1_000_003 + step)
+    cfg = dataclasses.replace(config.train, seed=child_seed(seed, step))
     accs: list[float] = []
 
     def on_epoch(record: dict[str, Any]) -> None:

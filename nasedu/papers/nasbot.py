@@ -27,7 +27,6 @@ evaluation at a time in this process.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import random
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from nasedu.bench import BENCHMARKS
-from nasedu.evaluate import Outcome
+from nasedu.evaluate import Outcome, data_for_search, train_child
 from nasedu.parallel import AsyncEvaluator, ProcessPoolEvaluator, SerialEvaluator
 from nasedu.search import METHODS, Method
 from nasedu.spaces import layer_graph as lg
@@ -48,7 +47,7 @@ from nasedu.strategies.bayesopt import (
     fit_hyperparameters,
     hallucinate,
 )
-from nasedu.train import TrainConfig, train
+from nasedu.train import TrainConfig
 
 NETWORKS = ("cnn", "mlp")  # code demos/demo_cnn.py and demos/demo_mlp.py
 
@@ -150,13 +149,7 @@ def otmann_kernel(
 def search_data(data, seed: int):
     """The data a search trains on: the test split withheld; CIFAR-10 (no fixed
     validation split) split 80/20 as Auto-Keras §5 does for both methods."""
-    out = dataclasses.replace(data, test=None)
-    if data.valid is None:
-        from nasedu.data import search_split
-
-        tr, va = search_split(*data.train, portion=0.8, seed=seed)
-        out = dataclasses.replace(out, train=tr, valid=va)
-    return out
+    return data_for_search(data, seed, holdout=0.2)
 
 
 def train_network(
@@ -164,12 +157,14 @@ def train_network(
 ) -> Outcome:
     """Train ``graph`` from scratch, seeded by (seed, step); score = final validation
     accuracy. ``data`` is the search's data (``search_data``)."""
-    from nasedu.device import seed_everything
-
-    seed_everything(seed * 1_000_003 + step)
-    model = graph.build(data.in_channels, data.image_size, data.num_classes)
-    config = dataclasses.replace(train_config, seed=seed * 1_000_003 + step)
-    result = train(model, data, config, device, progress=False)
+    _, result = train_child(
+        lambda: graph.build(data.in_channels, data.image_size, data.num_classes),
+        data,
+        train_config,
+        device,
+        seed,
+        step,
+    )
     return Outcome(float(result.final_valid_acc), 0.0, {"params": result.params})
 
 

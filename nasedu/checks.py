@@ -1230,3 +1230,99 @@ def clipped_surrogate(clipped_surrogate: Callable) -> None:
         "clipped_surrogate matches PPO's clipped objective on 9 samples, and the "
         "clipped samples get no gradient."
     )
+
+
+# ---------------------------------------------------------------------- hierarchical
+hierarchical = Checks("hierarchical")
+
+
+def _tournament_reference(rewards: list[float], seed: int, size: int) -> int:
+    sample = random.Random(seed).sample(range(len(rewards)), size)
+    return max(
+        sample,
+        key=lambda k: (-math.inf if math.isnan(rewards[k]) else rewards[k], -k),
+    )
+
+
+@hierarchical.add
+def tournament_select(tournament_select: Callable) -> None:
+    """``tournament_select(rewards, rng, size)``: the index of the fittest of ``size``
+    members drawn with ``rng.sample`` (Liu et al. 2018, §3.2)."""
+    __tracebackhide__ = True  # noqa: F841
+    cases = [
+        ([0.3, 0.9, 0.5, 0.7, 0.1, 0.8, 0.2, 0.6], seed, size)
+        for seed in range(20)
+        for size in (2, 3)
+    ]
+    cases += [([0.4, math.nan, 0.2, math.nan, 0.5], seed, 3) for seed in range(10)]
+    for rewards, seed, size in cases:
+        got = call_student(
+            tournament_select, "tournament_select", rewards, random.Random(seed), size
+        )
+        want = _tournament_reference(rewards, seed, size)
+        if got == want:
+            continue
+        sample = random.Random(seed).sample(range(len(rewards)), size)
+        finite = [k for k in range(len(rewards)) if not math.isnan(rewards[k])]
+        if not isinstance(got, int):
+            fail(f"return the index of the winner (an int), not {got!r}.")
+        if got == max(finite, key=lambda k: rewards[k]) and got not in sample:
+            fail(
+                "you return the best of the whole population: a tournament only "
+                "looks at the `size` members it draws with rng.sample."
+            )
+        if got in sample and rewards[got] == min(rewards[k] for k in sample):
+            fail("you return the *worst* of the sample: higher reward is fitter.")
+        if got in sample and math.isnan(rewards[got]):
+            fail(
+                "a failed member (NaN reward) won: it must lose to every scored one "
+                "(comparisons with NaN are always False, so max() can pick it)."
+            )
+        fail(
+            f"with rewards {rewards}, size {size} and random.Random({seed}) you return "
+            f"{got}; draw the sample with rng.sample(range(len(rewards)), size) — "
+            f"here {sample} — and return its fittest member, {want}."
+        )
+    passed(f"tournament_select picks the fittest of its sample in {len(cases)} draws.")
+
+
+def _live_reference(ops: list[list[int]]) -> set[int]:
+    from nasedu.spaces.hierarchical import Motif
+
+    return Motif(tuple(tuple(r) for r in ops)).live_nodes()
+
+
+@hierarchical.add
+def live_nodes(live_nodes: Callable) -> None:
+    """``live_nodes(ops)``: the nodes of a motif on some source-to-sink path."""
+    __tracebackhide__ = True  # noqa: F841
+    rng = random.Random(0)
+    cases = [
+        [[], [1], [0, 1], [0, 0, 1]],
+        [[], [1], [0, 1], [0, 0, 0], [0, 0, 1, 1]],  # node 3 fed by nothing
+        [[], [1], [0, 1], [1, 0, 0], [0, 0, 1, 0]],  # node 3 feeds nothing
+    ]
+    for _ in range(40):
+        n = rng.randint(3, 6)
+        cases.append([[rng.choice((0, 0, 1, 2)) for _ in range(j)] for j in range(n)])
+    for ops in cases:
+        got = call_student(live_nodes, "live_nodes", [list(r) for r in ops])
+        want = _live_reference(ops)
+        if set(got) == want:
+            continue
+        n = len(ops)
+        forward = {0}
+        for j in range(1, n):
+            if any(o and i in forward for i, o in enumerate(ops[j])):
+                forward.add(j)
+        if set(got) == forward:
+            fail(
+                f"for ops {ops} you return every node the source reaches, {sorted(got)}; "
+                f"a node that reaches no sink contributes nothing either: {sorted(want)}."
+            )
+        fail(
+            f"for ops {ops} (ops[j][i] != 0 is an edge i → j, node 0 the source, node "
+            f"{n - 1} the sink) you return {sorted(got)}; the nodes on a source-to-sink "
+            f"path are {sorted(want)}."
+        )
+    passed(f"live_nodes is right on {len(cases)} motifs, dead ends included.")

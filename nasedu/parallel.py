@@ -531,6 +531,15 @@ class RayEvaluator(AsyncEvaluator):
                 )
             else:
                 ray.init(address=address, log_to_driver=False)
+        available = ray.cluster_resources()
+        for name, need in (("CPU", cpus_per_trial), ("GPU", gpus_per_trial)):
+            if need > available.get(name, 0):
+                # Ray would queue such trials forever instead of failing.
+                raise ValueError(
+                    f"each trial asks for {need} {name}(s) but the Ray cluster has "
+                    f"{available.get(name, 0):g}; lower the per-trial request (e.g. "
+                    f"gpus_per_trial=0 for CPU children) or add machines"
+                )
         self._task = ray.remote(max_retries=0)(_evaluate_in_ray).options(
             num_cpus=cpus_per_trial, num_gpus=gpus_per_trial
         )

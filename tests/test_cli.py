@@ -101,6 +101,8 @@ def _cli(*args):
         ("pnas", ['primitives=["skip_connect"]', "blocks=2", "beam=2"], 5),
         ("nasnet", ["samples=4", "batch_size=2", "child.train.epochs=1"], 4),
         ("nasnet_random", ["samples=4", "child.train.epochs=1"], 4),
+        ("hierarchical", ["evaluations=4", "population=2"], 4),
+        ("hierarchical_random", ["evaluations=3"], 3),
     ],
 )
 def test_sigterm_saves_and_resume_matches_uninterrupted_run(

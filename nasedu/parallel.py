@@ -23,9 +23,10 @@ How the papers' set-ups map onto it:
   controller's weights, K controller replicas each sample m children and train them in
   parallel, then send the gradient to the servers — reported as S = 20, K = 100, m = 8,
   so 800 children on 800 GPUs (``paper-settings.md`` §1: these numbers are UNVERIFIED
-  secondary quotes). Here one controller plays all K replicas: it submits a batch of
-  m·K children, waits for all of them with ``results()``, and makes one REINFORCE
-  update; each pool worker is one of the 800 GPUs. The parameter servers are not
+  secondary quotes). Here one controller plays all K replicas: it submits a round of
+  m·K children, waits for all of them with ``results()``, and makes K REINFORCE
+  updates of m children each (``nasedu.papers.nas_rl``); each pool worker is one of
+  the 800 GPUs. The parameter servers are not
   needed with a single controller process (their job was to share the controller's
   weights between replicas).
 * **Hierarchical evolution** (Liu et al. 2018): an asynchronous controller hands

@@ -459,6 +459,37 @@ def _physical_devices(devices: list[str]) -> list[str]:
     return [parent[int(d)] if d.isdigit() else d for d in devices]
 
 
+def child_evaluator(
+    child: Any,
+    data,
+    device,
+    seed: int,
+    workers: int = 0,
+    devices: Any = None,
+    max_evaluations: int | None = None,
+) -> AsyncEvaluator:
+    """The evaluator of a search that trains children from scratch: serial in this
+    process (``workers = 0``), or ``workers`` processes that each load ``data`` by name
+    (one per GPU of ``devices``, ``CUDA_VISIBLE_DEVICES``). A child scores the same
+    either way (``nasedu.evaluate.ChildScorer``).
+
+    Args:
+        child: a child config with ``evaluator(data, device, seed)`` (e.g.
+            ``nasedu.evaluate.ChildTraining``).
+    """
+    from nasedu.evaluate import ChildScorer
+
+    if workers == 0:
+        return SerialEvaluator(child.evaluator(data, device, seed), max_evaluations)
+    worker_device = "auto" if devices else str(device)
+    return ProcessPoolEvaluator(
+        ChildScorer(child, data.name, worker_device, seed),
+        workers=workers,
+        devices=list(devices) if devices else None,
+        max_evaluations=max_evaluations,
+    )
+
+
 # --------------------------------------------------------------------------- Ray
 class RayEvaluator(AsyncEvaluator):
     """Evaluates trials as Ray tasks: the workers of a Ray cluster, or of a local Ray

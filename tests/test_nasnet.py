@@ -330,3 +330,15 @@ def test_lab_check_clipped_surrogate(capsys):
     for message, fn in wrong.items():
         with pytest.raises(CheckFailed, match=message):
             lab.clipped_surrogate(fn)
+
+
+@pytest.mark.slow
+def test_children_trained_by_a_worker_pool_score_as_in_this_process(tmp_path):
+    kwargs = dict(budget="smoke", device="cpu", seed=1, progress=False, **SMALL)
+    serial = run("nasnet", out=tmp_path / "serial", **kwargs)
+    pooled = run("nasnet", out=tmp_path / "pooled", workers=2, **kwargs)
+
+    def trace(records):
+        return [(r.step, r.architecture, r.reward) for r in records]
+
+    assert trace(pooled.records) == trace(serial.records)

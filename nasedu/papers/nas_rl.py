@@ -47,7 +47,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasedu.evaluate import (
-    ChildScorer,
     Outcome,
     child_seed,
     data_for_search,
@@ -58,9 +57,9 @@ from nasedu.parallel import (
     AsyncEvaluator,
     ProcessPoolEvaluator,
     SerialEvaluator,
-    is_failed,
+    child_evaluator,
 )
-from nasedu.search import METHODS, Clock, HistoryRecord, Method, Search
+from nasedu.search import METHODS, Method, RoundSearch
 from nasedu.spaces.layerwise import (
     LayerwiseArchitecture,
     LayerwiseSpace,
@@ -249,148 +248,6 @@ BUDGETS: dict[str, dict[str, Any]] = {
 
 
 # --------------------------------------------------------------------------- search
-class RoundSearch(Search):
-    """Sample a round of children, evaluate them asynchronously, learn, repeat.
-
-    One ``step`` takes *one* finished child from the evaluator (so SIGTERM waits for
-    at most one child, not a round); when the round is complete its records are
-    returned in submission order and told to the strategy in that order, so the
-    history and the controller do not depend on which worker finished first. The
-    state holds the round in flight: on resume the unfinished children are submitted
-    again (each child is seeded by its step, so it scores what it would have).
-
-    Args:
-        space: the space at its start depth (``depth(n)`` sets the depth of child n).
-        strategy: any ask/tell strategy with a replaceable ``space`` attribute.
-        make_evaluator: ``() -> AsyncEvaluator``, called lazily (workers start on the
-            first step, after a resume has loaded the state).
-        samples: children in the whole search.
-        round_size: children per round (K · m).
-        depth: ``n -> layers`` (NAS-RL's schedule), or None for a fixed space.
-    """
-
-    def __init__(
-        self,
-        space: Any,
-        strategy: Any,
-        make_evaluator,
-        samples: int,
-        round_size: int,
-        depth=None,
-    ):
-        self.space, self.strategy = space, strategy
-        self.make_evaluator, self.depth = make_evaluator, depth
-        self.samples, self.round_size = samples, round_size
-        self.sampled = 0
-        self.round: list[dict[str, Any]] = []  # the round in flight, by step
-        self.pool: AsyncEvaluator | None = None
-
-    def _space_for(self, n: int) -> Any:
-        if self.depth is None:
-            return self.space
-        return dataclasses.replace(self.space, num_layers=self.depth(n))
-
-    def _start_round(self) -> None:
-        for _ in range(min(self.round_size, self.samples - self.sampled)):
-            self.strategy.space = self._space_for(self.sampled)
-            architecture = self.strategy.ask()
-            self.round.append(
-                {
-                    "step": self.sampled,
-                    "architecture": self.space.to_json(architecture),
-                    "outcome": None,
-                }
-            )
-            self.pool.submit(architecture, self.sampled)
-            self.sampled += 1
-
-    def step(self, clock: Clock) -> list[HistoryRecord]:
-        if self.pool is None:
-            self.pool = self.make_evaluator()
-            for trial in self.round:  # a resumed round: submit the unfinished again
-                if trial["outcome"] is None:
-                    self.pool.submit(
-                        self.space.from_json(trial["architecture"]), trial["step"]
-                    )
-        if not self.round:
-            self._start_round()
-        handle, outcome = next(iter(self.pool.results()))
-        trial = next(t for t in self.round if t["step"] == handle.step)
-        extra = dict(outcome.extra)
-        if is_failed(outcome):
-            extra.pop("traceback", None)
-        trial["outcome"] = {
-            "reward": float(outcome.reward),
-            "cost": float(outcome.cost),
-            "wall_clock": clock.elapsed(),
-            "extra": extra,
-        }
-        if any(t["outcome"] is None for t in self.round):
-            return []
-        records = []
-        for t in sorted(self.round, key=lambda t: t["step"]):
-            o = t["outcome"]
-            record = HistoryRecord(
-                step=t["step"],
-                architecture=t["architecture"],
-                reward=o["reward"],
-                cost=o["cost"],
-                wall_clock=o["wall_clock"],
-                extra={**o["extra"], "round": t["step"] // self.round_size},
-            )
-            # The depth this child was sampled at (the strategy may need its decisions).
-            self.strategy.space = self._space_for(t["step"])
-            self.strategy.tell(self.space.from_json(t["architecture"]), record)
-            records.append(record)
-        self.round = []
-        if self.done():
-            self.close()
-        return records
-
-    def done(self) -> bool:
-        return self.sampled >= self.samples and not self.round
-
-    def progress_total(self) -> int | None:
-        return self.samples
-
-    def close(self) -> None:
-        """Stop the evaluator's workers (a finished search does it itself)."""
-        if self.pool is not None:
-            self.pool.close()
-            self.pool = None
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "sampled": self.sampled,
-            "round": [dict(t) for t in self.round],
-            "strategy": self.strategy.state_dict(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.sampled = state["sampled"]
-        self.round = [dict(t) for t in state["round"]]
-        self.strategy.load_state_dict(state["strategy"])
-        if self.round:  # the strategy must be able to decode the round's depth
-            self.strategy.space = self._space_for(self.round[-1]["step"])
-
-
-def _evaluator_factory(config, child, data, device, seed: int):
-    """Serial in-process, or a process pool whose workers load ``data`` by name."""
-
-    def make() -> AsyncEvaluator:
-        if config.workers == 0:
-            return SerialEvaluator(child.evaluator(data, device, seed))
-        worker_device = "auto" if config.devices else str(device)
-        scorer = ChildScorer(child, data.name, worker_device, seed)
-        return ProcessPoolEvaluator(
-            scorer,
-            workers=config.workers,
-            devices=list(config.devices) if config.devices else None,
-        )
-
-    return make
-
-
 def make_controller(config: NasRLConfig, space: Any) -> Controller:
     """The paper's controller (§4.1, UNVERIFIED sizes): 2 × 35 LSTM, U(±0.08)."""
     return Controller(
@@ -399,6 +256,23 @@ def make_controller(config: NasRLConfig, space: Any) -> Controller:
         layers=config.controller_layers,
         init_range=config.init_range,
     )
+
+
+def _evaluators(config: NasRLConfig, data, device, seed: int):
+    return functools.partial(
+        child_evaluator,
+        config.child,
+        data,
+        device,
+        seed,
+        config.workers,
+        config.devices,
+    )
+
+
+def _space_at(config: NasRLConfig, n: int) -> LayerwiseSpace:
+    """The space child ``n`` is sampled in: its depth follows the schedule."""
+    return dataclasses.replace(config.space, num_layers=depth_at(config, n))
 
 
 def make(config: NasRLConfig, data, device, seed: int) -> RoundSearch:
@@ -420,10 +294,10 @@ def make(config: NasRLConfig, data, device, seed: int) -> RoundSearch:
     return RoundSearch(
         config.space,
         strategy,
-        _evaluator_factory(config, config.child, data, device, seed),
+        _evaluators(config, data, device, seed),
         config.samples,
         config.round_size,
-        functools.partial(depth_at, config),
+        functools.partial(_space_at, config),
     )
 
 
@@ -433,10 +307,10 @@ def make_random(config: NasRLConfig, data, device, seed: int) -> RoundSearch:
     return RoundSearch(
         config.space,
         RandomSearch(config.space, seed),
-        _evaluator_factory(config, config.child, data, device, seed),
+        _evaluators(config, data, device, seed),
         config.samples,
         config.round_size,
-        functools.partial(depth_at, config),
+        functools.partial(_space_at, config),
     )
 
 

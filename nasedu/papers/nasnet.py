@@ -32,6 +32,7 @@ updates every 2 children instead of 20, so that the run shows two PPO updates.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import random
@@ -43,7 +44,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nasedu.evaluate import Evaluator, Outcome, data_for_search, train_child
+from nasedu.evaluate import Outcome, data_for_search, train_child
 from nasedu.genotypes import CELLS, Genotype
 from nasedu.networks import count_parameters
 from nasedu.ops import (
@@ -57,7 +58,8 @@ from nasedu.ops import (
     build,
     drop_path,
 )
-from nasedu.search import METHODS, AskTellSearch, Method
+from nasedu.parallel import child_evaluator
+from nasedu.search import METHODS, Method, RoundSearch
 from nasedu.strategies.controller import PPO, Choice, Controller, ControllerStrategy
 from nasedu.strategies.random_search import RandomSearch
 from nasedu.train import TrainConfig, TrainResult, train
@@ -675,6 +677,16 @@ class NASNetConfig:
     ppo_clip: float = 0.2  # UNVERIFIED: not stated; Schulman et al. 2017's ε
     ppo_epochs: int = 4  # UNVERIFIED: not stated; passes over each minibatch
     child: NASNetChild = field(default_factory=NASNetChild)
+    # App. A.3 trains children on a pool of 450 GPU workers. 0 trains them one at a
+    # time in this process; n > 0 in n worker processes, one per GPU of `devices`.
+    workers: int = 0
+    devices: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.devices is not None:
+            object.__setattr__(self, "devices", tuple(str(d) for d in self.devices))
 
 
 BUDGETS: dict[str, dict[str, Any]] = {
@@ -735,13 +747,24 @@ def make_ppo(config: NASNetConfig, controller: Controller) -> PPO:
     )
 
 
-def _evaluator(config: NASNetConfig, data, device, seed: int) -> Evaluator:
-    return Evaluator(
-        config.child.evaluator(data, device, seed), max_evaluations=config.samples
+def _search(config: NASNetConfig, strategy, data, device, seed: int) -> RoundSearch:
+    """Rounds of one controller minibatch (App. A.3: 20 children) trained side by side
+    by ``config.workers`` workers; the controller learns after each round."""
+    evaluators = functools.partial(
+        child_evaluator,
+        config.child,
+        data,
+        device,
+        seed,
+        config.workers,
+        config.devices,
+    )
+    return RoundSearch(
+        config.space, strategy, evaluators, config.samples, config.batch_size
     )
 
 
-def make(config: NASNetConfig, data, device, seed: int) -> AskTellSearch:
+def make(config: NASNetConfig, data, device, seed: int) -> RoundSearch:
     """The NASNet search: controller + PPO behind ask/tell, children per App. A.6."""
     controller = make_controller(config)
     strategy = ControllerStrategy(
@@ -751,13 +774,12 @@ def make(config: NASNetConfig, data, device, seed: int) -> AskTellSearch:
         batch_size=config.batch_size,
         seed=seed,
     )
-    return AskTellSearch(config.space, strategy, _evaluator(config, data, device, seed))
+    return _search(config, strategy, data, device, seed)
 
 
-def make_random(config: NASNetConfig, data, device, seed: int) -> AskTellSearch:
+def make_random(config: NASNetConfig, data, device, seed: int) -> RoundSearch:
     """Random search in the same space with the same children (§4.4, Fig. 6)."""
-    strategy = RandomSearch(config.space, seed)
-    return AskTellSearch(config.space, strategy, _evaluator(config, data, device, seed))
+    return _search(config, RandomSearch(config.space, seed), data, device, seed)
 
 
 METHODS.register(

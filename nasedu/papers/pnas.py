@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nasedu import genotypes
-from nasedu.evaluate import ChildScorer, ChildTraining, Evaluator, RetrainConfig
+from nasedu.evaluate import ChildTraining, Evaluator, RetrainConfig
 from nasedu.ops import PNAS_PRIMITIVES
-from nasedu.parallel import ProcessPoolEvaluator, SerialEvaluator
+from nasedu.parallel import child_evaluator
 from nasedu.search import METHODS, AskTellSearch, HistoryRecord, Method
 from nasedu.spaces.pnas import PNASCell, PNASSpace
 from nasedu.strategies.progressive import (
@@ -158,17 +158,13 @@ def _evaluator(config: PNASConfig, data, device, seed: int, budget: int):
     """Serial in this process, or a pool of ``config.workers`` processes (one per GPU
     when the search runs on CUDA); either scores a child identically (``ChildScorer``
     seeds it from (seed, trial))."""
-    if config.workers == 0:
-        fn = config.child.evaluator(data, device, seed)
-        return SerialEvaluator(fn, max_evaluations=budget)
     devices = None
-    if str(device).startswith("cuda"):
+    if config.workers and str(device).startswith("cuda"):
         import torch
 
         devices = [str(i) for i in range(torch.cuda.device_count())]
-    scorer = ChildScorer(config.child, data.name, "auto", seed)
-    return ProcessPoolEvaluator(
-        scorer, workers=config.workers, devices=devices, max_evaluations=budget
+    return child_evaluator(
+        config.child, data, device, seed, config.workers, devices, budget
     )
 
 

@@ -87,23 +87,32 @@ class ChildTraining:
         """The scoring function for a search: train on half the training set, score
         on the other half (DARTS App. A.1.1); the test split is withheld."""
         search_data = data_for_search(data, seed, holdout=0.5)
+        return child_scorer(
+            lambda genotype: self.build(genotype, data),
+            self.train,
+            search_data,
+            device,
+            seed,
+        )
 
-        def score(genotype: Genotype, step: int) -> Outcome:
-            model, result = train_child(
-                lambda: self.build(genotype, data),
-                search_data,
-                self.train,
-                device,
-                seed,
-                step,
-            )
-            return Outcome(
-                result.final_valid_acc,
-                0.0,
-                {"params": count_parameters(model), "epochs": self.train.epochs},
-            )
 
-        return score
+def child_scorer(
+    build: Callable[[Any], Any], config: TrainConfig, search_data, device, seed: int
+) -> Callable[[Any, int], Outcome]:
+    """``(architecture, step) -> Outcome``: train ``build(architecture)`` with
+    ``train_child`` and score it by its final validation accuracy."""
+
+    def score(architecture: Any, step: int) -> Outcome:
+        model, result = train_child(
+            lambda: build(architecture), search_data, config, device, seed, step
+        )
+        return Outcome(
+            result.final_valid_acc,
+            0.0,
+            {"params": count_parameters(model), "epochs": config.epochs},
+        )
+
+    return score
 
 
 def child_seed(seed: int, step: int) -> int:

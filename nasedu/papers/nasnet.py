@@ -44,9 +44,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from nasedu.evaluate import Outcome, data_for_search, train_child
+from nasedu.evaluate import child_scorer, data_for_search
 from nasedu.genotypes import CELLS, Genotype
-from nasedu.networks import count_parameters
 from nasedu.ops import (
     NASNET_PRIMITIVES,
     OPS,
@@ -642,23 +641,13 @@ class NASNetChild:
         without a validation split ``valid_size`` training images are held out."""
         n = len(data.train[1])
         search_data = data_for_search(data, seed, min(self.valid_size, n // 2) / n)
-
-        def score(genotype: NASNetGenotype, step: int) -> Outcome:
-            model, result = train_child(
-                lambda: self.build(genotype, data),
-                search_data,
-                self.train,
-                device,
-                seed,
-                step,
-            )
-            return Outcome(
-                result.final_valid_acc,
-                0.0,
-                {"params": count_parameters(model), "epochs": self.train.epochs},
-            )
-
-        return score
+        return child_scorer(
+            lambda genotype: self.build(genotype, data),
+            self.train,
+            search_data,
+            device,
+            seed,
+        )
 
 
 # ----------------------------------------------------------------------------- search
